@@ -1,0 +1,1 @@
+"""The plots the chapters share: images, audio, attention, training."""

@@ -1,0 +1,129 @@
+"""The exercise mechanism: markers, stubs, learner copies and the checker base."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from mmcourse import check
+from mmcourse.cli import main
+from mmcourse.exercises import find_exercises, learner_copy, strip_solution
+
+SOLUTION = '''# EXERCISE: double
+def double(x):
+    """Twice x."""
+    ### BEGIN SOLUTION
+    y = x * 2
+    return y
+    ### END SOLUTION
+'''
+
+
+def _notebook(tmp_path):
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# A tiny chapter"),
+            new_code_cell(SOLUTION, outputs=[new_output("stream", name="stdout", text="x")]),
+            new_code_cell("check.double(double)"),
+        ]
+    )
+    path = tmp_path / "src" / "99_tiny.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    return path
+
+
+def test_strip_solution_keeps_signature_and_indentation():
+    stub = strip_solution(SOLUTION)
+    assert "def double(x):" in stub and '"""Twice x."""' in stub
+    assert "x * 2" not in stub and "BEGIN SOLUTION" not in stub
+    assert '    raise NotImplementedError("write your solution here")' in stub.splitlines()
+    namespace: dict = {}
+    exec(stub, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["double"](3)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+        ("x = 1\n### END SOLUTION\n", "without a BEGIN"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside another"),
+    ],
+)
+def test_strip_solution_rejects_broken_markers(bad, message):
+    with pytest.raises(ValueError, match=message):
+        strip_solution(bad, "nb, cell 3")
+
+
+def test_find_exercises_and_learner_copy(tmp_path):
+    path = _notebook(tmp_path)
+    (ex,) = find_exercises(path)
+    assert (ex.name, ex.cell, ex.notebook) == ("double", 1, "99_tiny.ipynb")
+    copy = learner_copy(nbformat.read(path, as_version=4))
+    cell = copy.cells[1]
+    assert "x * 2" not in cell.source and cell.outputs == [] and "exercise" in cell.metadata.tags
+    assert copy.cells[2].source == "check.double(double)"
+    original = nbformat.read(path, as_version=4)
+    assert "x * 2" in original.cells[1].source  # the source notebook is untouched
+
+
+def test_cli_writes_learner_copies(tmp_path, capsys):
+    path = _notebook(tmp_path)
+    out = tmp_path / "learner"
+    assert main(["exercises", str(out), "--notebooks", str(path.parent)]) == 0
+    written = nbformat.read(out / path.name, as_version=4)
+    assert "NotImplementedError" in written.cells[1].source
+    assert "wrote 1 learner notebooks" in capsys.readouterr().out
+    assert main(["exercises", str(out), "--notebooks", str(tmp_path / "missing")]) == 2
+
+
+def _double_reference(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+def _cases(n=5):
+    return check.random_cases(lambda g: (torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True),), n)
+
+
+def test_compare_passes_and_reports_count():
+    result = check.compare(lambda x: x + x, _double_reference, _cases(), grad=True, name="double")
+    assert result == "✓ double: 5 random cases match the reference (values and gradients)"
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (lambda x: (x * 2).T, r"shape \(4, 3\), expected \(3, 4\)"),
+        (lambda x: (x * 2).float(), "dtype torch.float32, expected torch.float64"),
+        (lambda x: x * 2 + (x > 1.5), r"entries differ; first at index \["),
+        (lambda x: (x * 2).detach(), "not connected to its inputs' gradients"),
+        (lambda x: torch.where(x > 0, x * 2, (x * 2).detach() * 1.0), "gradient with respect to argument 0"),
+        (lambda x: 1 / 0, "raised ZeroDivisionError"),
+        (lambda x: 5, "expected a tensor"),
+    ],
+)
+def test_compare_names_the_first_problem(fn, message):
+    with pytest.raises(check.CheckFailure, match=message):
+        check.compare(fn, _double_reference, _cases(), grad=True)
+
+
+def test_stub_is_reported_as_not_written():
+    def stub(x):
+        raise NotImplementedError
+
+    with pytest.raises(check.CheckFailure, match="not written yet"):
+        check.minmax_scale(stub)
+
+
+def test_unknown_exercise_lists_known_ones():
+    with pytest.raises(AttributeError, match="known exercises: .*minmax_scale"):
+        check.no_such_exercise  # noqa: B018
+
+
+def test_compare_needs_cases():
+    with pytest.raises(ValueError, match="at least one case"):
+        check.compare(lambda x: x, lambda x: x, [])
