@@ -29,6 +29,25 @@ def _exercises(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from mmcourse.bench.suite import main
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return main(args.device, repeats=args.repeats, warmup=args.warmup, ops=args.ops,
+                as_json=args.json, size=args.size)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mmcourse.trimodal import main
+
+    return main(args.fusion, data=args.data, epochs=args.epochs, fusion_epochs=args.fusion_epochs,
+                device=args.device, amp=args.amp, compile=args.compile, seed=args.seed,
+                out=args.out, as_json=args.json, warm=not args.from_scratch, threads=args.threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcourse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +60,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="folder for the learner copies")
     p.add_argument("--notebooks", default="notebooks", help="folder of the course notebooks")
     p.set_defaults(run=_exercises)
+
+    p = sub.add_parser("bench", help="time scratch vs optimized attention, conv, LSTM, MFCC")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    p.add_argument("--ops", nargs="+", default=None, choices=["attention", "conv2d", "lstm", "mfcc"],
+                   help="which kernels (default: all)")
+    p.add_argument("--size", default="small", choices=["small", "large"],
+                   help="problem sizes: small (seconds on a CPU) or large (for a GPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_bench)
+
+    # no imports of torch modules here: `mmcourse doctor` must run when torchaudio is broken
+    p = sub.add_parser("train", help="train the tri-modal model and its unimodal baselines; "
+                       "print the results table")
+    p.add_argument("--fusion", default="late",
+                   help="fusion method, one of mmcourse.nn.fusion.METHODS (default: late; an "
+                   "unknown name lists them)")
+    p.add_argument("--data", default="digits", choices=["digits", "avmnist"],
+                   help="digits: the embedded course data; avmnist: downloaded AV-MNIST")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of each unimodal model (default 20, early stopping on val)")
+    p.add_argument("--fusion-epochs", type=int, default=None,
+                   help="epochs of the fused model, warm-started from them (default 4)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train the fused model from random weights, not from the unimodal ones")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (auto: bf16 or fp16 on CUDA, off on the CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: 1, or OMP_NUM_THREADS when set)")
+    p.add_argument("--out", default="mmcourse-run",
+                   help="folder for model.pt (the checkpoint) and report.json")
+    p.add_argument("--json", action="store_true", help="print the JSON report, not the table")
+    p.set_defaults(run=_train)
     return parser
 
 

@@ -21,6 +21,15 @@ import torch
 # Chapter modules that define checkers; imported on first use of ``check.<name>``.
 CHAPTER_MODULES: tuple[str, ...] = (
     "basics",
+    "attention",
+    "conv",
+    "rnn",
+    "text",
+    "audio",
+    "scaling",
+    "fusion",
+    "contrastive",
+    "fastpath",
 )
 
 EXERCISES: dict[str, Callable[..., str]] = {}

@@ -1,0 +1,29 @@
+"""The trainer: ``fit`` a model on a split, ``evaluate`` it, read its ``History``.
+
+::
+
+    from mmcourse.train import fit, evaluate
+    history = fit(model, train, val, epochs=10, inputs="image", patience=3)
+    result = evaluate(model, test, inputs="image")   # .accuracy, .macro_f1, .confusion, .loss
+
+On a GPU the same call uses mixed precision; ``compile=True``, ``schedule="cosine"``,
+``grad_clip=1.0`` and ``checkpoint="run.pt", resume=True`` are one argument each, and a
+script launched with ``torchrun --nproc_per_node=N`` trains data-parallel without changes.
+"""
+
+from mmcourse.train.checkpoint import load_checkpoint, save_checkpoint
+from mmcourse.train.history import History
+from mmcourse.train.loop import EvalResult, evaluate, fit
+from mmcourse.train.metrics import accuracy, confusion_matrix, macro_f1
+
+__all__ = [
+    "EvalResult",
+    "History",
+    "accuracy",
+    "confusion_matrix",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "macro_f1",
+    "save_checkpoint",
+]
