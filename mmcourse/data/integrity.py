@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from mmcourse.data.download import file_digest
 
 FILES = Path(__file__).resolve().parent / "files"  # inside the package, so a wheel has it too
 CHECKSUMS = "spoken_digits.sha256"
@@ -20,11 +21,8 @@ def files_dir(files: str | Path | None = None) -> Path:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-256 hex digest of the file at ``path``."""
+    return file_digest(path, "sha256")
 
 
 def expected(files: str | Path | None = None) -> dict[str, str]:
