@@ -21,13 +21,13 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchaudio
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from mmcourse.data import DEFAULTS, SAMPLE_RATE, load_split
+from mmcourse.nn.audio import summarize_frames
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 MEL = torchaudio.transforms.MelSpectrogram(
@@ -45,8 +45,7 @@ def audio_features(ds, frames: int = 16) -> np.ndarray:
     for i in range(len(ds)):
         s, m = int(ds.audio_offset[i]), int(ds.audio_length[i])
         logmel = torch.log(MEL(ds.audio[s : s + m]) + 1e-6)  # (32, T)
-        fixed = F.interpolate(logmel[None], size=frames, mode="linear", align_corners=True)[0]
-        feats.append(torch.cat([fixed.flatten(), logmel.mean(1), logmel.std(1)]))
+        feats.append(summarize_frames(logmel[None], torch.tensor([logmel.shape[1]]), frames)[0])
     return torch.stack(feats).numpy()
 
 

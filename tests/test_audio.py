@@ -322,3 +322,24 @@ def test_front_end_and_encoder_on_cuda_match_cpu():
     with torch.autocast("cuda", dtype=torch.bfloat16):  # the trainer's mixed precision
         y_amp = enc(x.cuda(), lengths.cuda())
     assert y_amp.shape == (3, 16) and torch.isfinite(y_amp).all()
+
+
+def test_summarize_frames_uses_only_each_clips_own_frames():
+    from mmcourse.nn.audio import summarize_frames
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 4, 10, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([10, 6, 2])
+    out = summarize_frames(feats, lengths, frames=5)
+    assert out.shape == (3, 4 * 5 + 8)
+    for b, t in enumerate(lengths.tolist()):
+        alone = summarize_frames(feats[b : b + 1, :, :t], torch.tensor([t]), frames=5)
+        torch.testing.assert_close(out[b : b + 1], alone)  # padding never leaks in
+        own = feats[b, :, :t]
+        torch.testing.assert_close(out[b, 20:24], own.mean(1))
+        torch.testing.assert_close(out[b, 24:], own.std(1))
+        torch.testing.assert_close(out[b, :20].view(4, 5)[:, [0, -1]], own[:, [0, -1]])  # ends kept
+    with pytest.raises(ValueError, match=r"expected lengths \(B,\)"):
+        summarize_frames(feats, torch.tensor([10, 11, 3]))
+    with pytest.raises(ValueError, match=r"\(B, F, T\)"):
+        summarize_frames(feats[0], lengths)

@@ -1,7 +1,7 @@
 """The optimized modules the notebooks swap in for their from-scratch versions."""
 
 from mmcourse.nn.attention import MultiHeadAttention, key_padding_mask
-from mmcourse.nn.audio import AudioEncoder, AudioFrontEnd
+from mmcourse.nn.audio import AudioEncoder, AudioFrontEnd, summarize_frames
 from mmcourse.nn.contrastive import InfoNCE, info_nce, similarity
 from mmcourse.nn.fusion import METHODS as FUSION_METHODS
 from mmcourse.nn.fusion import make_fusion

@@ -117,6 +117,29 @@ def add_noise(
     return x + a[:, None] * noise * keep
 
 
+def summarize_frames(feats: torch.Tensor, lengths: torch.Tensor, frames: int = 16) -> torch.Tensor:
+    """A fixed-size summary of each clip's own frames, for models that want one vector per clip.
+
+    feats (B, F, T) with valid frame counts lengths (B,) -> (B, F * frames + 2F): the valid
+    frames linearly resampled to ``frames`` steps, then the per-band mean and std over time.
+    """
+    if feats.dim() != 3:
+        raise ValueError(f"expected feats of shape (B, F, T), got {tuple(feats.shape)}")
+    if lengths.shape != feats.shape[:1] or int(lengths.min()) < 2 or int(lengths.max()) > feats.shape[2]:
+        raise ValueError(
+            f"expected lengths (B,) = ({feats.shape[0]},) in [2, {feats.shape[2]}], "
+            f"got {tuple(lengths.shape)} with values {lengths.tolist()}"
+        )
+    if frames < 1:
+        raise ValueError(f"expected a positive number of frames, got {frames}")
+    out = []
+    for f, t in zip(feats, lengths.tolist(), strict=True):
+        f = f[:, :t]  # (F, t): this clip's own frames, no padding
+        fixed = F.interpolate(f[None], size=frames, mode="linear", align_corners=True)[0]  # (F, K)
+        out.append(torch.cat([fixed.flatten(), f.mean(1), f.std(1)]))  # (F * K + 2F,)
+    return torch.stack(out)
+
+
 class AudioFrontEnd(nn.Module):
     """Waveforms ``(B, L)`` -> features ``(B, n_features, T)`` and frame lengths ``(B,)``.
 
