@@ -60,10 +60,22 @@ def amp_dtypes(device: torch.device | str) -> list[torch.dtype]:
     return [torch.bfloat16]  # CPU autocast: bf16 only, and slower than fp32 on most CPUs
 
 
-def setup(seed: int = 0, device: str | None = None, verbose: bool = True) -> torch.device:
-    """What every notebook calls first: seed, pick the device, quiet plots, and say so."""
+def setup(
+    seed: int = 0, device: str | None = None, verbose: bool = True, threads: int | None = None
+) -> torch.device:
+    """What every notebook calls first: seed, pick the device, quiet progress bars, and say so.
+
+    ``threads``: CPU threads for torch when the chosen device is the CPU (None keeps torch's
+    choice). The course's models are tiny, and one thread is often the fastest for them: each
+    small operation costs more to split than it saves, and far more on a busy machine.
+    """
     seed_everything(seed)
     chosen = pick_device(device)
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        if chosen.type == "cpu":
+            torch.set_num_threads(threads)
     if in_ci():
         os.environ.setdefault("TQDM_DISABLE", "1")
     if verbose:
