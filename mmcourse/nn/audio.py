@@ -22,6 +22,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from mmcourse.nn.sequence import SequenceEncoder, length_mask
+
 __all__ = ["AudioFrontEnd", "AudioEncoder", "add_noise", "hz_to_mel", "mel_to_hz", "snr_db"]
 
 
@@ -47,14 +49,9 @@ def _check_waveform(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tens
     return lengths
 
 
-def _valid(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """(B, T) boolean mask, True at the steps t < lengths[b]."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
-
-
 def time_mean(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean over the last axis of ``h`` (..., T), counting only the first ``lengths`` steps."""
-    keep = _valid(lengths, h.shape[-1])  # (B, T)
+    keep = length_mask(lengths, h.shape[-1])  # (B, T)
     keep = keep.view(keep.shape[0], *([1] * (h.dim() - 2)), -1).to(h.dtype)  # (B, 1.., T)
     return (h * keep).sum(-1) / keep.sum(-1).clamp_min(1)
 
@@ -108,7 +105,7 @@ def add_noise(
         raise ValueError(
             f"expected noise of shape {tuple(x.shape)} like x, got {tuple(noise.shape)}"
         )
-    keep = _valid(lengths, x.shape[1]).to(x.dtype)  # (B, L)
+    keep = length_mask(lengths, x.shape[1]).to(x.dtype)  # (B, L)
     n = keep.sum(-1)  # (B,)
     p_x = (x.square() * keep).sum(-1) / n  # (B,)
     p_noise = (noise.square() * keep).sum(-1) / n  # (B,)
@@ -230,7 +227,7 @@ class AudioFrontEnd(nn.Module):
         db = 10.0 * torch.log10(mel.clamp_min(1e-10))  # (B, n_mels, T)
         n_frames = self.frame_lengths(lengths)  # (B,)
         T = db.shape[-1]
-        valid = _valid(n_frames, T)  # (B, T)
+        valid = length_mask(n_frames, T)  # (B, T)
         if self.top_db is not None:
             peak = db.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=(1, 2))  # (B,)
             db = torch.maximum(db, (peak - self.top_db)[:, None, None])
@@ -301,8 +298,6 @@ class AudioEncoder(nn.Module):
             width = 2 * channels[-1] * f  # mean and max over time of (C, F') maps
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, out_dim))
         else:
-            from mmcourse.nn.sequence import SequenceEncoder
-
             hidden = sequence_kwargs.pop("hidden_dim", out_dim)
             self.body = SequenceEncoder(n_feat, hidden, **sequence_kwargs)
             d = self.body.out_dim
@@ -315,12 +310,12 @@ class AudioEncoder(nn.Module):
         h = feats[:, None]  # (B, 1, F, T)
         for block in self.blocks:
             h = block(h)  # (B, C, F, T)
-            h = h * _valid(t, h.shape[-1])[:, None, None, :].to(h.dtype)  # zero past the end
+            h = h * length_mask(t, h.shape[-1])[:, None, None, :].to(h.dtype)  # zero past the end
             h = F.max_pool2d(h, 2, ceil_mode=True)  # (B, C, ceil(F/2), ceil(T/2))
             t = torch.div(t + 1, 2, rounding_mode="floor")  # ceil(t / 2)
         B, C, Fp, Tp = h.shape
         h = h.reshape(B, C * Fp, Tp)  # (B, C*F', T')
-        keep = _valid(t, Tp)  # (B, T')
+        keep = length_mask(t, Tp)  # (B, T')
         h_max = h.masked_fill(~keep[:, None, :], float("-inf")).amax(-1)  # (B, C*F')
         pooled = torch.cat([time_mean(h, t), h_max], dim=1)  # (B, 2*C*F')
         return self.head(pooled)  # (B, out_dim)
