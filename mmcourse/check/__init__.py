@@ -5,230 +5,77 @@ Every exercise in the notebooks has a checker here, called by the exercise's nam
     from mmcourse import check
     check.causal_mask(causal_mask)   # raises CheckFailure naming the first thing that is wrong
 
-The chapter modules register their checkers with :func:`exercise`; :func:`compare` does the
-work: shapes, dtypes, values (which entries differ, and by how much) and, when asked,
-gradients.
+Each topic's checkers live in a module of their own (``check.attention``, ``check.conv``, ...)
+and are imported here by name, so ``dir(check)`` and tab completion list them all;
+:func:`compare` (in :mod:`mmcourse.check.comparison`) does the work: shapes, dtypes, values
+(which entries differ, and by how much) and, when asked, gradients.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+import sys
+from collections.abc import Callable
 
-import torch
-
-# Chapter modules that define checkers; imported on first use of ``check.<name>``.
-CHAPTER_MODULES: tuple[str, ...] = (
-    "basics",
-    "attention",
-    "conv",
-    "rnn",
-    "text",
-    "audio",
-    "scaling",
-    "fusion",
-    "contrastive",
-    "fastpath",
+from mmcourse.check.attention import attention_head, causal_mask, stable_softmax
+from mmcourse.check.audio import add_noise, hann_window, hz_to_mel_slaney
+from mmcourse.check.basics import minmax_scale
+from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
+from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_at_k
+from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
+from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
+from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
+from mmcourse.check.rnn import lstm_proj_step, mean_valid_steps, reverse_padded
+from mmcourse.check.scaling import combine_shard_gradients, scaled_lr, shard_indices
+from mmcourse.check.text import (
+    bag_of_embeddings,
+    embedding_backward,
+    last_valid_step,
+    naive_bayes_posterior,
 )
 
-EXERCISES: dict[str, Callable[..., str]] = {}
+EXERCISES: tuple[str, ...] = (
+    "minmax_scale",
+    "causal_mask",
+    "stable_softmax",
+    "attention_head",
+    "receptive_field",
+    "max_pool2d_padded",
+    "conv1d_unfold",
+    "lstm_proj_step",
+    "reverse_padded",
+    "mean_valid_steps",
+    "naive_bayes_posterior",
+    "embedding_backward",
+    "bag_of_embeddings",
+    "last_valid_step",
+    "hann_window",
+    "hz_to_mel_slaney",
+    "add_noise",
+    "outer_with_ones",
+    "softmax_weighted_sum",
+    "average_probabilities",
+    "info_nce_loss",
+    "recall_at_k",
+    "class_prototypes",
+    "atomic_save",
+    "amp_policy",
+    "count_parameters",
+    "combine_shard_gradients",
+    "scaled_lr",
+    "shard_indices",
+)
 
 
-class CheckFailure(AssertionError):
-    """A learner's answer differs from the reference; the message says where."""
-
-
-class Passed(str):
-    """The summary of a passed check; shows as plain text in a notebook."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def exercise(name: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
-    """Register a checker under the exercise's name (the name of the function it checks)."""
-
-    def register(checker: Callable[..., str]) -> Callable[..., str]:
-        if name in EXERCISES:
-            raise ValueError(f"two checkers for exercise {name!r}")
-        EXERCISES[name] = checker
-        return checker
-
-    return register
-
-
-def _load_all() -> None:
-    for module in CHAPTER_MODULES:
-        importlib.import_module(f"{__name__}.{module}")
-
-
-def checker_for(name: str) -> Callable[..., str]:
+def checker_for(name: str) -> Callable[..., Passed]:
     """The checker of exercise ``name``; a clear error lists the known ones."""
-    _load_all()
-    try:
-        return EXERCISES[name]
-    except KeyError:
+    if name not in EXERCISES:
         known = ", ".join(sorted(EXERCISES))
-        raise AttributeError(f"no exercise named {name!r}; known exercises: {known}") from None
+        raise AttributeError(f"no exercise named {name!r}; known exercises: {known}")
+    return getattr(sys.modules[__name__], name)
 
 
-def __getattr__(name: str) -> Callable[..., str]:
+def __getattr__(name: str) -> Callable[..., Passed]:
+    """Only reached for names this module lacks: say which exercises exist."""
     if name.startswith("__"):
         raise AttributeError(name)
     return checker_for(name)
-
-
-def _describe(x: Any) -> str:
-    if isinstance(x, torch.Tensor):
-        return f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}"
-    return repr(x) if len(repr(x)) < 60 else type(x).__name__
-
-
-def _clone(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        y = x.detach().clone()
-        y.requires_grad_(x.requires_grad)
-        return y
-    if isinstance(x, (list, tuple)):
-        return type(x)(_clone(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _clone(v) for k, v in x.items()}
-    return x
-
-
-def _compare_values(got: Any, expected: Any, where: str, atol: float, rtol: float) -> None:
-    """Raise CheckFailure at the first difference between ``got`` and ``expected``."""
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(got, torch.Tensor):
-            raise CheckFailure(f"{where}: expected a tensor, got {_describe(got)}")
-        if got.shape != expected.shape:
-            raise CheckFailure(
-                f"{where}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-            )
-        if got.dtype != expected.dtype:
-            raise CheckFailure(f"{where}: dtype {got.dtype}, expected {expected.dtype}")
-        g, e = got.detach(), expected.detach()
-        if e.dtype == torch.bool or not e.is_floating_point():
-            bad = g != e
-        else:
-            bad = ~torch.isclose(g, e, rtol=rtol, atol=atol, equal_nan=True)
-        if bad.any():
-            idx = tuple(int(i) for i in bad.nonzero()[0])
-            n_bad = int(bad.sum())
-            at = f"[{', '.join(map(str, idx))}]" if idx else ""
-            raise CheckFailure(
-                f"{where}: {n_bad} of {e.numel()} entries differ; first at index {at}: "
-                f"got {g[idx].item()!r}, expected {e[idx].item()!r}"
-            )
-    elif isinstance(expected, (tuple, list)):
-        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            raise CheckFailure(
-                f"{where}: expected a {type(expected).__name__} of {len(expected)} items, "
-                f"got {_describe(got)}"
-            )
-        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-            _compare_values(g, e, f"{where}, item {i}", atol, rtol)
-    elif isinstance(expected, float):
-        if not isinstance(got, (int, float)) or abs(got - expected) > atol + rtol * abs(expected):
-            raise CheckFailure(f"{where}: got {got!r}, expected {expected!r}")
-    elif got != expected:
-        raise CheckFailure(f"{where}: got {got!r}, expected {expected!r}")
-
-
-def _grad_inputs(args: Sequence[Any]) -> list[tuple[int, torch.Tensor]]:
-    return [
-        (i, a)
-        for i, a in enumerate(args)
-        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad
-    ]
-
-
-def _call(fn: Callable[..., Any], args: Sequence[Any], name: str, case: int) -> Any:
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise CheckFailure(
-            f"{name} is not written yet: replace `raise NotImplementedError` with your code"
-        ) from None
-    except CheckFailure:
-        raise
-    except Exception as err:  # a learner's bug: say where it happened, keep the cause
-        inputs = ", ".join(_describe(a) for a in args)
-        raise CheckFailure(
-            f"case {case}: {name}({inputs}) raised {type(err).__name__}: {err}"
-        ) from err
-
-
-def compare(
-    fn: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Iterable[Sequence[Any]],
-    *,
-    name: str | None = None,
-    atol: float = 1e-6,
-    rtol: float = 1e-5,
-    grad: bool = False,
-) -> Passed:
-    """Call ``fn`` and ``reference`` on every case; raise at the first difference.
-
-    Each case is a sequence of positional arguments. With ``grad=True``, floating-point
-    tensor arguments that require grad are also compared by their gradients, for the same
-    random weighting of the outputs. Returns a one-line summary on success.
-    """
-    name = name or getattr(fn, "__name__", "your function")
-    if not callable(fn):
-        raise CheckFailure(f"expected a function to check, got {_describe(fn)}")
-    n = 0
-    for n, args in enumerate(cases, start=1):
-        mine, theirs = _clone(list(args)), _clone(list(args))
-        expected = reference(*theirs)
-        got = _call(fn, mine, name, n)
-        shapes = ", ".join(_describe(a) for a in args)
-        _compare_values(got, expected, f"case {n} ({name}({shapes}))", atol, rtol)
-        if grad:
-            _compare_grads(got, expected, mine, theirs, name, n, atol, rtol)
-    if n == 0:
-        raise ValueError("compare() needs at least one case")
-    return Passed(
-        f"✓ {name}: {n} random cases match the reference"
-        + (" (values and gradients)" if grad else "")
-    )
-
-
-def _compare_grads(
-    got: Any, expected: Any, mine: list, theirs: list, name: str, case: int, atol: float, rtol: float
-) -> None:
-    outs_g = got if isinstance(got, (tuple, list)) else [got]
-    outs_e = expected if isinstance(expected, (tuple, list)) else [expected]
-    pairs = [
-        (g, e)
-        for g, e in zip(outs_g, outs_e, strict=True)
-        if isinstance(e, torch.Tensor) and e.requires_grad
-    ]
-    if not pairs:
-        return
-    gen = torch.Generator().manual_seed(case)
-    weights = [torch.randn(e.shape, generator=gen, dtype=e.dtype) for _, e in pairs]
-    loss_e = sum((e * w).sum() for (_, e), w in zip(pairs, weights, strict=True))
-    if not all(isinstance(g, torch.Tensor) and g.requires_grad for g, _ in pairs):
-        raise CheckFailure(
-            f"case {case}: the output of {name} is not connected to its inputs' gradients "
-            "(did you call .detach(), .item(), .numpy() or use torch.no_grad()?)"
-        )
-    loss_g = sum((g * w).sum() for (g, _), w in zip(pairs, weights, strict=True))
-    ins_e, ins_g = _grad_inputs(theirs), _grad_inputs(mine)
-    grads_e = torch.autograd.grad(loss_e, [a for _, a in ins_e], allow_unused=True)
-    grads_g = torch.autograd.grad(loss_g, [a for _, a in ins_g], allow_unused=True)
-    for (i, a), ge, gg in zip(ins_e, grads_e, grads_g, strict=True):
-        ge = torch.zeros_like(a) if ge is None else ge
-        gg = torch.zeros_like(a) if gg is None else gg
-        _compare_values(gg, ge, f"case {case}: gradient with respect to argument {i}", atol, rtol)
-
-
-def random_cases(
-    make: Callable[[torch.Generator], Sequence[Any]], n: int = 25, seed: int = 0
-) -> list[Sequence[Any]]:
-    """``n`` cases from ``make(generator)``, reproducible for a given seed."""
-    gen = torch.Generator().manual_seed(seed)
-    return [make(gen) for _ in range(n)]

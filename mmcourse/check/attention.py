@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from mmcourse.check import Passed, compare, exercise, random_cases
+from mmcourse.check.comparison import Passed, compare, random_cases
 
 F64 = torch.float64
 
@@ -26,14 +26,12 @@ def attention_head_reference(
     return torch.softmax(scores, dim=-1) @ v  # (B, T, d_v)
 
 
-@exercise("causal_mask")
 def causal_mask(fn: Callable[[int], torch.Tensor]) -> str:
     """(T, T) boolean mask, True where position i may attend to position j (j <= i)."""
     cases = [(T,) for T in (1, 2, 3, 5, 8, 13)]
     return compare(fn, causal_mask_reference, cases, name="causal_mask")
 
 
-@exercise("stable_softmax")
 def stable_softmax(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> str:
     """Softmax along ``dim`` that survives logits of any size (values and gradients)."""
 
@@ -64,7 +62,6 @@ def stable_softmax(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> str:
                   "incl. logits up to ~1000 and -inf scores (values and gradients)")
 
 
-@exercise("attention_head")
 def attention_head(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from mmcourse.check import compare, exercise, random_cases
+from mmcourse.check.comparison import compare, random_cases
 from mmcourse.nn.contrastive import info_nce
 from mmcourse.nn.retrieval import prototypes
 from mmcourse.nn.retrieval import recall_at_k as _recall_at_k
@@ -24,7 +24,6 @@ def _as_float(x: Any) -> Any:
     return x
 
 
-@exercise("info_nce_loss")
 def info_nce_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> str:
     """Symmetric InfoNCE of paired embeddings a, b (N, d) at temperature tau: a scalar."""
 
@@ -38,7 +37,6 @@ def info_nce_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor
     return compare(fn, info_nce, random_cases(make), name="info_nce_loss", grad=True)
 
 
-@exercise("recall_at_k")
 def recall_at_k(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], float]) -> str:
     """Fraction of queries with an item of their own label among the k most similar."""
 
@@ -55,7 +53,6 @@ def recall_at_k(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], fl
     return compare(mine, _recall_at_k, random_cases(make, n=40), name="recall_at_k", atol=1e-9)
 
 
-@exercise("class_prototypes")
 def class_prototypes(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
     """(C, d): the normalized mean of the normalized embeddings (N, d) of each class."""
 

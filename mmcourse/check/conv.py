@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check import compare, exercise, random_cases
+from mmcourse.check.comparison import compare, random_cases
 
 
 def _randint(lo: int, hi: int, gen: torch.Generator) -> int:
@@ -29,7 +29,6 @@ def receptive_field_reference(layers: Sequence[tuple[int, int, int]]) -> int:
     return r
 
 
-@exercise("receptive_field")
 def receptive_field(fn: Callable[[list[tuple[int, int, int]]], int]) -> str:
     """``fn(layers)`` for a list of (kernel, stride, dilation) layers, input side first."""
 
@@ -43,7 +42,6 @@ def receptive_field(fn: Callable[[list[tuple[int, int, int]]], int]) -> str:
     return compare(fn, receptive_field_reference, cases, name="receptive_field")
 
 
-@exercise("max_pool2d_padded")
 def max_pool2d_padded(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor]) -> str:
     """``fn(x, k, stride, padding)`` equals ``F.max_pool2d``, values and gradients."""
 
@@ -70,7 +68,6 @@ def _conv1d_reference(
     return F.conv1d(x, w, b, stride=stride, padding=padding)
 
 
-@exercise("conv1d_unfold")
 def conv1d_unfold(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Tensor],
 ) -> str:

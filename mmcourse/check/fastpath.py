@@ -12,7 +12,7 @@ from unittest import mock
 import torch
 from torch import nn
 
-from mmcourse.check import CheckFailure, Passed, _call, compare, exercise, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, _call, compare, random_cases
 
 
 class _Unpicklable:
@@ -26,7 +26,6 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@exercise("atomic_save")
 def atomic_save(fn: Callable[[Any, str | os.PathLike], Any]) -> str:
     """``fn(obj, path)`` saves with torch.save so that ``path`` is never half-written."""
     old = {"w": torch.arange(6.0).reshape(2, 3)}
@@ -89,7 +88,6 @@ def _amp_policy_reference(device_type: str, bf16_supported: bool) -> tuple:
     return dtype, dtype == torch.float16
 
 
-@exercise("amp_policy")
 def amp_policy(fn: Callable[[str, bool], tuple]) -> str:
     """``fn(device_type, bf16_supported)`` -> (autocast dtype or None, needs a grad scaler)."""
     cases = [(d, b) for d in ("cuda", "cpu", "mps") for b in (True, False)]
@@ -112,7 +110,6 @@ def _count_reference(model: nn.Module, trainable_only: bool) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-@exercise("count_parameters")
 def count_parameters(fn: Callable[[nn.Module, bool], int]) -> str:
     """``fn(model, trainable_only)`` -> the number of (trainable) parameters of ``model``."""
 

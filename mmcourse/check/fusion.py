@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from mmcourse.check import compare, exercise, random_cases
+from mmcourse.check.comparison import compare, random_cases
 
 
 def _outer_with_ones(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,6 @@ def _size(gen: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=gen))
 
 
-@exercise("outer_with_ones")
 def outer_with_ones(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     """vec([fa; 1] (x) [fb; 1]) per example: (B, da), (B, db) -> (B, (da + 1)(db + 1))."""
 
@@ -41,7 +40,6 @@ def outer_with_ones(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) ->
     return compare(fn, _outer_with_ones, random_cases(make), name="outer_with_ones", grad=True)
 
 
-@exercise("softmax_weighted_sum")
 def softmax_weighted_sum(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     """sum_m softmax(a)_m z_m: (M, B, D), (M,) -> (B, D)."""
 
@@ -56,7 +54,6 @@ def softmax_weighted_sum(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     )
 
 
-@exercise("average_probabilities")
 def average_probabilities(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     """sum_m w_m softmax(y_m): (M, B, C) logits, (M,) weights summing to one -> (B, C)."""
 

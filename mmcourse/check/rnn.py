@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mmcourse.check import CheckFailure, Passed, compare, exercise, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
 
 Fn = Callable[..., Any]
 
@@ -70,7 +70,6 @@ def _lstm_proj_with(x, h, c, W_ih, W_hh, b_ih, b_hh, W_hr, *, order="ifgo", swap
     return (o * torch.tanh(c_new)) @ W_hr.T, c_new
 
 
-@exercise("lstm_proj_step")
 def lstm_proj_step(fn: Fn) -> Passed:
     """``(x, h, c, W_ih, W_hh, b_ih, b_hh, W_hr) -> (h_new, c_new)``, as ``nn.LSTM(proj_size=P)``."""
 
@@ -118,7 +117,6 @@ def _reverse_reference(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows)
 
 
-@exercise("reverse_padded")
 def reverse_padded(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Passed:
     """Reverse the valid steps of each sequence of ``x`` (B, T, F); padding stays at the end."""
     variants = {
@@ -138,7 +136,6 @@ def _zeroed_sum_over_T(y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (y * valid[..., None]).sum(dim=1) / y.shape[1]
 
 
-@exercise("mean_valid_steps")
 def mean_valid_steps(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Passed:
     """Mean of ``y`` (B, T, H) over the valid steps t < lengths[b]: (B, H)."""
     variants = {

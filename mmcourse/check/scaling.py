@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DistributedSampler
 
-from mmcourse.check import compare, exercise, random_cases
+from mmcourse.check.comparison import compare, random_cases
 
 
 def _combine_reference(grads: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
@@ -15,7 +15,6 @@ def _combine_reference(grads: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor
     return (w[:, None] * grads).sum(0) / w.sum()  # (P,)
 
 
-@exercise("combine_shard_gradients")
 def combine_shard_gradients(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     """(W, P) per-shard mean-loss gradients and (W,) shard sizes -> (P,) full-batch gradient."""
 
@@ -41,7 +40,6 @@ def _scaled_lr_reference(
     return target
 
 
-@exercise("scaled_lr")
 def scaled_lr(fn: Callable[[float, int, int, int, int], float]) -> str:
     """The linear scaling rule with linear warm-up: lr at ``step`` for a batch of ``batch``."""
 
@@ -67,7 +65,6 @@ def _shard_reference(
     return torch.tensor(list(sampler), dtype=torch.int64)
 
 
-@exercise("shard_indices")
 def shard_indices(fn: Callable[[int, int, int, bool, int, int], torch.Tensor]) -> str:
     """The indices ``DistributedSampler`` gives ``rank``: (ceil(n / W),) int64."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check import Passed, compare, exercise, random_cases
+from mmcourse.check.comparison import Passed, compare, random_cases
 
 # ---------------------------------------------------------------------------------------------
 # references
@@ -107,7 +107,6 @@ def _lengths_case(gen: torch.Generator) -> tuple[torch.Tensor, int]:
 # exercises
 
 
-@exercise("naive_bayes_posterior")
 def naive_bayes_posterior(fn: Callable[..., torch.Tensor]) -> Passed:
     """``fn(x (N, V), log_prior (C,), log_likelihood (C, V)) -> (N, C)``, the posteriors P(c | x)."""
 
@@ -123,7 +122,6 @@ def naive_bayes_posterior(fn: Callable[..., torch.Tensor]) -> Passed:
     )
 
 
-@exercise("embedding_backward")
 def embedding_backward(fn: Callable[..., torch.Tensor]) -> Passed:
     """``fn(ids (B, T), grad_out (B, T, d), V, padding_idx) -> (V, d)``, the table's gradient."""
 
@@ -137,7 +135,6 @@ def embedding_backward(fn: Callable[..., torch.Tensor]) -> Passed:
     return compare(fn, _embedding_backward, random_cases(make), name="embedding_backward")
 
 
-@exercise("bag_of_embeddings")
 def bag_of_embeddings(fn: Callable[..., torch.Tensor]) -> Passed:
     """``fn(ids (B, T), lengths (B,), weight (V, d)) -> (B, d)``: mean over the valid tokens."""
 
@@ -153,7 +150,6 @@ def bag_of_embeddings(fn: Callable[..., torch.Tensor]) -> Passed:
     )
 
 
-@exercise("last_valid_step")
 def last_valid_step(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Passed:
     """``fn(h (B, T, d), lengths (B,)) -> (B, d)``: each sequence's output at its last real step."""
 
