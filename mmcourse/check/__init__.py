@@ -24,6 +24,12 @@ from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_a
 from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
 from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
 from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
+from mmcourse.check.learning import (
+    accumulation_step,
+    batchnorm_backward,
+    clip_grad_norm,
+    debiased_ema,
+)
 from mmcourse.check.rnn import lstm_proj_step, mean_valid_steps, reverse_padded
 from mmcourse.check.scaling import combine_shard_gradients, scaled_lr, shard_indices
 from mmcourse.check.text import (
@@ -35,6 +41,10 @@ from mmcourse.check.text import (
 
 EXERCISES: tuple[str, ...] = (
     "minmax_scale",
+    "debiased_ema",
+    "clip_grad_norm",
+    "accumulation_step",
+    "batchnorm_backward",
     "causal_mask",
     "stable_softmax",
     "attention_head",
