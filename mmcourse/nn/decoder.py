@@ -175,9 +175,11 @@ class TransformerDecoderLayer(nn.Module):
                 f"expected key_padding_mask over the cached and new positions, (B, T_k) = "
                 f"({B}, {T_k}), got {tuple(padding.shape)}"
             )
-        allowed = merge_masks(
-            B, H, T, T_k, padding, causal_mask(T, T_k, x.device), device=x.device
-        )  # bool, broadcastable to (B, H, T, T_k), True = may attend
+        allowed = None  # one new token and no padding: it may see the whole cache
+        if T > 1 or padding is not None:
+            allowed = merge_masks(
+                B, H, T, T_k, padding, causal_mask(T, T_k, x.device), device=x.device
+            )  # bool, broadcastable to (B, H, T, T_k), True = may attend
         return self.dropout1(_attend(self.self_attn, x, cache.k, cache.v, allowed))
 
     def _cross_attn(
