@@ -24,6 +24,7 @@ from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_a
 from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
 from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
 from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
+from mmcourse.check.generation import gnmt_score, min_p_filter, window_attention_step
 from mmcourse.check.learning import (
     accumulation_step,
     batchnorm_backward,
@@ -73,6 +74,9 @@ EXERCISES: tuple[str, ...] = (
     "combine_shard_gradients",
     "scaled_lr",
     "shard_indices",
+    "min_p_filter",
+    "window_attention_step",
+    "gnmt_score",
 )
 
 
