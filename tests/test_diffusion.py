@@ -257,7 +257,8 @@ def test_ddim_with_a_perfect_model_lands_on_the_data(steps, seed):
     rec_model = oracle_for(x0, s)
     x = ddim_sample(rec_model, s, torch.zeros(4, dtype=torch.long), (3,), steps,
                     generator=torch.Generator().manual_seed(seed))
-    torch.testing.assert_close(x, x0, atol=1e-4, rtol=1e-4)
+    # float32: x0_hat divides by sqrt(alpha_bar), which is small for a single jump from t = T-1
+    torch.testing.assert_close(x, x0, atol=1e-3, rtol=1e-3)
 
 
 def test_ddim_visits_its_timesteps_and_only_the_start_is_random():
