@@ -8,6 +8,7 @@ GPU-ready versions they swap in:
 - ``mmcourse.nn``       attention, encoders, fusion, contrastive loss
 - ``mmcourse.train``    the trainer
 - ``mmcourse.check``    exercise checkers
+- ``mmcourse.judge``    judging generated images: recognized, diverse, not copied
 - ``mmcourse.viz``      the plots the chapters share
 - ``mmcourse.bench``    scratch vs optimized timings
 """

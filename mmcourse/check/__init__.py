@@ -22,6 +22,7 @@ from mmcourse.check.basics import minmax_scale
 from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
 from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_at_k
 from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
+from mmcourse.check.diffusion import composed_guidance, ddim_step_eta, q_sample_from
 from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
 from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
 from mmcourse.check.generation import gnmt_score, min_p_filter, window_attention_step
@@ -77,6 +78,9 @@ EXERCISES: tuple[str, ...] = (
     "min_p_filter",
     "window_attention_step",
     "gnmt_score",
+    "q_sample_from",
+    "ddim_step_eta",
+    "composed_guidance",
 )
 
 

@@ -4,8 +4,21 @@ from mmcourse.nn.attention import MultiHeadAttention, key_padding_mask
 from mmcourse.nn.audio import AudioEncoder, AudioFrontEnd, summarize_frames
 from mmcourse.nn.contrastive import InfoNCE, info_nce, similarity
 from mmcourse.nn.decoder import KVCache, TextDecoder, TransformerDecoderLayer
+from mmcourse.nn.denoiser import Denoiser
+from mmcourse.nn.diffusion import (
+    NoiseSchedule,
+    ancestral_sample,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    diffusion_loss,
+    guide,
+    guided,
+    predict_x0,
+)
 from mmcourse.nn.fusion import METHODS as FUSION_METHODS
 from mmcourse.nn.fusion import make_fusion
+from mmcourse.nn.gan import Discriminator, Generator, discriminator_loss, gan_step, generator_loss
 from mmcourse.nn.generation import beam_search, generate
 from mmcourse.nn.image import ImageEncoder
 from mmcourse.nn.multimodal import MultimodalClassifier, MultiTaskLoss
