@@ -2,12 +2,23 @@
 
 from mmcourse.nn.attention import MultiHeadAttention, key_padding_mask
 from mmcourse.nn.audio import AudioEncoder, AudioFrontEnd, summarize_frames
+from mmcourse.nn.causal_conv import CausalConv1d, ConvQueue, receptive_field
 from mmcourse.nn.contrastive import InfoNCE, info_nce, similarity
 from mmcourse.nn.fusion import METHODS as FUSION_METHODS
 from mmcourse.nn.fusion import make_fusion
 from mmcourse.nn.image import ImageEncoder
+from mmcourse.nn.mulaw import (
+    mu_law_bin_edges,
+    mu_law_compand,
+    mu_law_decode,
+    mu_law_encode,
+    mu_law_expand,
+    quantize_linear,
+)
 from mmcourse.nn.multimodal import MultimodalClassifier, MultiTaskLoss
 from mmcourse.nn.positional import PositionalEncoding, sinusoidal_encoding
 from mmcourse.nn.sequence import SequenceEncoder
 from mmcourse.nn.text import TextEncoder
 from mmcourse.nn.transformer import TransformerEncoder, TransformerEncoderLayer, masked_mean
+from mmcourse.nn.tts import DigitTTS, mel_templates, mel_to_waveform
+from mmcourse.nn.wavenet import WaveNet, WaveNetBlock, WaveNetCache, bits_per_sample
