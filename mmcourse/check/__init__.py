@@ -26,6 +26,7 @@ from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
 from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
 from mmcourse.check.rnn import lstm_proj_step, mean_valid_steps, reverse_padded
 from mmcourse.check.scaling import combine_shard_gradients, scaled_lr, shard_indices
+from mmcourse.check.sound import a_law_compand, causal_conv_step, causal_footprint
 from mmcourse.check.text import (
     bag_of_embeddings,
     embedding_backward,
@@ -63,6 +64,9 @@ EXERCISES: tuple[str, ...] = (
     "combine_shard_gradients",
     "scaled_lr",
     "shard_indices",
+    "a_law_compand",
+    "causal_conv_step",
+    "causal_footprint",
 )
 
 
