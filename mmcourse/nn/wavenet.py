@@ -258,6 +258,6 @@ class WaveNet(nn.Module):
                 logits = self.step(codes[:, t], state)  # (B, Q)
             else:
                 logits = self(codes[:, : t + 1], labels)[:, :, -1]  # (B, Q): all over again
-            probs = torch.softmax(logits.double() / temperature, dim=-1)  # (B, Q)
+            probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, Q)
             codes[:, t + 1] = torch.multinomial(probs, 1, generator=generator)[:, 0]
         return codes[:, 1:]
