@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmcourse.nn import WaveNet, WaveNetBlock, bits_per_sample
 
@@ -52,6 +54,24 @@ def test_cached_steps_equal_the_full_forward() -> None:
     with torch.no_grad():
         steps = torch.stack([m.step(codes[:, t], cache) for t in range(30)], dim=2)
         torch.testing.assert_close(steps, m(codes, labels))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    k=st.integers(1, 3),
+    dilations=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    n_labels=st.integers(0, 3),
+    seed=st.integers(0, 1000),
+)
+def test_cached_steps_equal_the_forward_for_any_stack(k, dilations, n_labels, seed) -> None:
+    m = _model(n_labels=n_labels, seed=seed, kernel_size=k, dilations=tuple(dilations))
+    labels = torch.arange(2) % n_labels if n_labels else None
+    codes = torch.randint(0, 16, (2, 12), generator=torch.Generator().manual_seed(seed))
+    cache = m.new_cache(2, labels)
+    with torch.no_grad():
+        steps = torch.stack([m.step(codes[:, t], cache) for t in range(12)], dim=2)
+        torch.testing.assert_close(steps, m(codes, labels))
+    assert m.receptive_field == 1 + (k - 1) * (1 + sum(dilations))
 
 
 def test_cached_generation_equals_recomputation_and_seeds_repeat() -> None:
