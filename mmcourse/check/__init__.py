@@ -34,6 +34,7 @@ from mmcourse.check.learning import (
 )
 from mmcourse.check.rnn import lstm_proj_step, mean_valid_steps, reverse_padded
 from mmcourse.check.scaling import combine_shard_gradients, scaled_lr, shard_indices
+from mmcourse.check.sound import a_law_compand, causal_conv_step, causal_footprint
 from mmcourse.check.text import (
     bag_of_embeddings,
     embedding_backward,
@@ -81,6 +82,9 @@ EXERCISES: tuple[str, ...] = (
     "q_sample_from",
     "ddim_step_eta",
     "composed_guidance",
+    "a_law_compand",
+    "causal_conv_step",
+    "causal_footprint",
 )
 
 
