@@ -48,6 +48,7 @@ html_theme_options = {
     "home_page_in_toc": True,
     "show_navbar_depth": 1,
 }
+html_context = {"default_mode": "auto"}  # light or dark as the reader's system prefers
 html_last_updated_fmt = None
 
 

@@ -37,6 +37,19 @@ def find_root(root: str | Path | None = None) -> Path:
     return candidate.resolve()
 
 
+def math_on_one_line(markdown: str) -> str:
+    """Inline ``$...$`` math joined onto one line. Jupyter takes the math out before it reads
+    the markdown, so a formula may wrap onto a line that starts with ``+``; the book's parser
+    reads the markdown first and would see a list item there."""
+    out = []
+    for k, part in enumerate(re.split(r"(```.*?```|`[^`\n]*`)", markdown, flags=re.S)):
+        if k % 2 == 0:  # outside code
+            part = re.sub(r"(?<![$\\])\$(?!\$)[^$]+?(?<!\\)\$(?!\$)",
+                          lambda m: re.sub(r"\s*\n\s*", " ", m[0]), part)
+        out.append(part)
+    return "".join(out)
+
+
 def chapter_page(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A notebook prepared for the book: no instructor cells, the Colab badge as a plain link
     (no image from outside the site), the install cell removed, solutions folded."""
@@ -45,7 +58,8 @@ def chapter_page(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if cell.cell_type == "markdown":
-            cell.source = BADGE.sub(lambda m: f"[Open in Colab]({m['url']})", cell.source)
+            cell.source = math_on_one_line(
+                BADGE.sub(lambda m: f"[Open in Colab]({m['url']})", cell.source))
         elif is_install_cell(cell.source):
             tags.append("remove-cell")
         elif "### BEGIN SOLUTION" in cell.source:
@@ -80,14 +94,14 @@ def landing_page(readme: str, chapters: list[course.Chapter], present: set[str])
     ])
 
 
-def _site_links(markdown: str) -> str:
-    """Relative links of a repository file made to work in the book: chapters become pages,
-    other files become their address in the repository."""
+def _site_links(markdown: str, present: set[str]) -> str:
+    """Relative links of a repository file made to work in the book: chapters in the book
+    become its pages, other files their address in the repository."""
     def fix(match: re.Match) -> str:
         target = match["target"]
         if re.match(r"[a-z]+:|#", target):
             return match[0]
-        if target.startswith("notebooks/") and target.endswith(".ipynb"):
+        if target.startswith("notebooks/") and target.removeprefix("notebooks/") in present:
             return f"]({target.removeprefix('notebooks/')})"
         return f"]({course.REPOSITORY}/blob/{course.BRANCH}/{target})"
 
@@ -179,6 +193,6 @@ def assemble(root: Path, src: Path) -> list[course.Chapter]:
     (src / "index.md").write_text(landing_page(readme, chapters, present), encoding="utf-8")
     guide = (root / "INSTRUCTORS.md").read_text(encoding="utf-8")
     (src / "instructors.md").write_text(
-        _site_links(guide).rstrip() + "\n\n" + answers(chapters, notebooks) + "\n", encoding="utf-8")
+        _site_links(guide, present).rstrip() + "\n\n" + answers(chapters, notebooks) + "\n", encoding="utf-8")
     api_pages(src / "api")
     return [c for c in chapters if c.notebook in present]
