@@ -151,22 +151,21 @@ INSPECT = """async () => {
 }"""
 
 
-def _ids(path: Path) -> set[str]:
-    class Ids(html.parser.HTMLParser):
-        found: set[str] = set()
+class _Ids(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: set[str] = set()
 
-        def handle_starttag(self, tag, attrs):
-            self.found.update(v for k, v in attrs if k in ("id", "name") and v)
+    def handle_starttag(self, tag, attrs) -> None:
+        self.found.update(v for k, v in attrs if k in ("id", "name") and v)
 
-    parser = Ids()
-    parser.found = set()
+
+@functools.cache
+def _ids(path: Path) -> frozenset[str]:
+    """The anchors a page offers."""
+    parser = _Ids()
     parser.feed(path.read_text(encoding="utf-8"))
-    return parser.found
-
-
-@functools.lru_cache(maxsize=None)
-def _ids_cached(path: Path) -> frozenset[str]:
-    return frozenset(_ids(path))
+    return frozenset(parser.found)
 
 
 def _broken_links(links: list[str], site: str, book: Path) -> list[str]:
@@ -181,7 +180,7 @@ def _broken_links(links: list[str], site: str, book: Path) -> list[str]:
         if not target.is_file():
             broken.append(f"{link} (no such file)")
         elif parsed.fragment and target.suffix == ".html" and \
-                urllib.parse.unquote(parsed.fragment) not in _ids_cached(target):
+                urllib.parse.unquote(parsed.fragment) not in _ids(target):
             broken.append(f"{link} (no such anchor)")
     return broken
 
