@@ -33,14 +33,14 @@ class Session:
 
 PLANS: dict[str, list[list[Session]]] = {
     "One day: multimodal foundations": [
-        [Session("00", 20), Session("02", 60), Session("05", 35), Session("07", 60),
+        [Session("00", 20), Session("02", 55), Session("05", 35), Session("07", 55),
          Session("08", 45)],
     ],
     "Three days: the whole course": [
         [Session("00", 20), Session("01", 75), Session("02", 75), Session("03", 60)],
-        [Session("04", 60), Session("05", 60), Session("06", 45), Session("07", 55)],
-        [Session("08", 45), Session("09", 50), Session("10", 50), Session("11", 45),
-         Session("12", 20, exercises=False), Session("13", 20, exercises=False)],
+        [Session("04", 55), Session("05", 55), Session("06", 45), Session("07", 55)],
+        [Session("08", 45), Session("09", 45), Session("10", 45), Session("11", 45),
+         Session("12", 15, exercises=False), Session("13", 15, exercises=False)],
     ],
 }
 

@@ -90,8 +90,10 @@ def wheel(tmp_path_factory) -> Path:
 def installed(wheel, tmp_path_factory) -> Path:
     site = tmp_path_factory.mktemp("site")
     if importlib.util.find_spec("pip") is not None:
+        # by name from a folder of wheels, as a workshop installs from its wheelhouse
         cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-               "--disable-pip-version-check", "--target", str(site), str(wheel)]
+               "--find-links", str(wheel.parent), "--disable-pip-version-check",
+               "--target", str(site), "mmcourse"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"pip install failed:\n{done.stderr[-3000:]}"
     else:  # a pure-Python wheel installs by unpacking (e.g. in a venv made without pip)
