@@ -18,7 +18,6 @@ html_title = "mmcourse: multimodal deep learning, from the formula up"
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
-suppress_warnings = ["mystnb.unknown_mime_type"]
 
 # The notebooks: stored outputs only; math with $...$ and $$...$$; LaTeX environments.
 nb_execution_mode = "off"
