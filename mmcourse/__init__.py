@@ -11,6 +11,10 @@ GPU-ready versions they swap in:
 - ``mmcourse.judge``    judging generated images: recognized, diverse, not copied
 - ``mmcourse.viz``      the plots the chapters share
 - ``mmcourse.bench``    scratch vs optimized timings
+- ``mmcourse.course``   the repository's address, the chapter list, where the notebooks are
+- ``mmcourse.exercises`` learner copies; ``mmcourse.colab`` the Colab install cell
+- ``mmcourse.book``     the course as a static site; ``mmcourse.workshop``, ``mmcourse.room``
+  workshop plans and a room's doctor reports
 """
 
 from mmcourse.runtime import pick_device, seed_everything, setup

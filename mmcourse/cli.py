@@ -1,4 +1,4 @@
-"""The ``mmcourse`` command: ``doctor``, ``exercises`` (and more as the course grows)."""
+"""The ``mmcourse`` command: ``doctor``, ``exercises``, ``book``, ``bench``, ``train``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from pathlib import Path
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    if args.summarize:
+        from mmcourse import room
+
+        return room.main(args.summarize)
     from mmcourse import doctor
 
     return doctor.main(as_json=args.json)
@@ -16,16 +20,29 @@ def _doctor(args: argparse.Namespace) -> int:
 def _exercises(args: argparse.Namespace) -> int:
     from mmcourse.exercises import write_learner_copies
 
-    src = Path(args.notebooks)
-    if not src.is_dir():
-        print(
-            f"error: notebooks folder {src} not found; run from the course checkout or pass "
-            "--notebooks PATH",
-            file=sys.stderr,
-        )
+    try:
+        written = write_learner_copies(args.notebooks, args.out_dir, only=args.chapters or None)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    written = write_learner_copies(src, args.out_dir)
     print(f"wrote {len(written)} learner notebooks to {args.out_dir}")
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from mmcourse import book
+
+    missing = book.missing_dependencies()
+    if missing:
+        print(f"error: the book needs the 'book' extra ({', '.join(missing)} missing): "
+              "pip install 'mmcourse[book]'", file=sys.stderr)
+        return 2
+    try:
+        seconds = book.build(args.out_dir, root=args.root, quiet=not args.verbose)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"built the book in {seconds:.0f} s: open {Path(args.out_dir) / 'index.html'}")
     return 0
 
 
@@ -54,12 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the Python/torch stack, devices and course data")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--summarize", nargs="+", metavar="REPORT",
+                   help="summarize a room: the --json reports of many laptops (one file each, "
+                   "named after the laptop)")
     p.set_defaults(run=_doctor)
 
     p = sub.add_parser("exercises", help="write learner copies of the notebooks, solutions removed")
     p.add_argument("out_dir", help="folder for the learner copies")
-    p.add_argument("--notebooks", default="notebooks", help="folder of the course notebooks")
+    p.add_argument("chapters", nargs="*",
+                   help="only these chapters, by number or name (e.g. 02 05_audio_features); "
+                   "default: all")
+    p.add_argument("--notebooks", default=None,
+                   help="folder of the source notebooks (default: the course's own, shipped with "
+                   "the package)")
     p.set_defaults(run=_exercises)
+
+    p = sub.add_parser("book", help="build the course as a static web site (needs the book extra)")
+    p.add_argument("out_dir", help="folder for the site (replaced if it exists)")
+    p.add_argument("--root", default=None, help="the repository checkout (default: this package's)")
+    p.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
+    p.set_defaults(run=_book)
 
     p = sub.add_parser("bench", help="time scratch vs optimized attention, conv, LSTM, MFCC")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")

@@ -6,6 +6,11 @@ the solution stands between ``### BEGIN SOLUTION`` and ``### END SOLUTION``; the
 copy replaces those lines with ``raise NotImplementedError(...)`` at the same indentation.
 Marker comments survive tools that strip cell metadata; the cell is also tagged
 ``exercise`` for editors that show tags.
+
+A learner copy keeps no stored output anywhere (a stored "✓" under a checker would make an
+unwritten exercise look passed) and drops the instructor's cells: those whose source starts
+with ``<!-- instructor -->`` or that carry the tag ``instructor`` (the answers to the open
+questions). Its Colab badge points at the learner copies committed in ``exercises/``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+from mmcourse import course
 
 EXERCISE = re.compile(r"^#\s*EXERCISE:\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$")
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION\s*$")
@@ -77,30 +84,65 @@ def find_exercises(path: str | Path) -> list[Exercise]:
     return found
 
 
+INSTRUCTOR_MARK = "<!-- instructor -->"
+LEARNER_FOLDER = "exercises"  # where the repository keeps the learner copies (Colab badges)
+
+
+def is_instructor_cell(cell: nbformat.NotebookNode) -> bool:
+    """A cell for the instructor only: source starts with ``<!-- instructor -->`` or tag."""
+    return (cell.source.lstrip().startswith(INSTRUCTOR_MARK)
+            or "instructor" in cell.metadata.get("tags", []))
+
+
 def learner_copy(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
-    """A copy of ``nb`` with solutions replaced by stubs and exercise outputs cleared."""
+    """A copy of ``nb`` for learners: solutions replaced by stubs, every output and execution
+    count cleared, instructor cells dropped, the Colab badge pointing at the learner copy."""
     nb = nbformat.from_dict(nb)  # deep copy
+    nb.cells = [cell for cell in nb.cells if not is_instructor_cell(cell)]
+    badge_from = course.colab_url(f"notebooks/{name}")
+    badge_to = course.colab_url(f"{LEARNER_FOLDER}/{name}")
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
+        cell.metadata.pop("execution", None)  # timings of the instructor's run
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace(badge_from, badge_to)
             continue
-        cell.source = strip_solution(cell.source, f"{name}, cell {i}")
+        if cell.cell_type != "code":
+            continue
         cell.outputs = []
         cell.execution_count = None
+        if "### BEGIN SOLUTION" not in cell.source:
+            continue
+        cell.source = strip_solution(cell.source, f"{name}, cell {i}")
         tags = cell.metadata.setdefault("tags", [])
         if "exercise" not in tags:
             tags.append("exercise")
     return nb
 
 
-def write_learner_copies(src_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write a learner copy of every notebook in ``src_dir`` into ``out_dir``."""
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
+def _is_chapter(path: Path, key: str) -> bool:
+    return key in (path.name, path.stem) or path.name.startswith(f"{key}_")
+
+
+def write_learner_copies(
+    src_dir: str | Path | None, out_dir: str | Path, only: list[str] | None = None
+) -> list[Path]:
+    """Write a learner copy of every notebook in ``src_dir`` (default: the course's own
+    notebooks, shipped in the package) into ``out_dir``; ``only`` picks chapters by file
+    name or number prefix (``"02"``, ``"02_attention"``)."""
+    src_dir = course.notebooks_dir() if src_dir is None else Path(src_dir)
+    out_dir = Path(out_dir)
     notebooks = sorted(src_dir.glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no notebooks (*.ipynb) found in {src_dir}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if only:
+        unknown = [key for key in only if not any(_is_chapter(p, key) for p in notebooks)]
+        if unknown:
+            names = ", ".join(p.stem for p in notebooks)
+            raise ValueError(f"no chapter {', '.join(map(repr, unknown))}; the chapters are: {names}")
+        notebooks = [p for p in notebooks if any(_is_chapter(p, key) for key in only)]
     if out_dir.resolve() == src_dir.resolve():
         raise ValueError("the output folder must differ from the notebooks' folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)

@@ -49,7 +49,9 @@ def test_lock_pins_the_tested_trio():
 def test_every_dependency_is_locked_within_its_range():
     project = _pyproject()["project"]
     lock = _lock()
-    requirements = list(project["dependencies"]) + list(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    assert {"dev", "book"} <= set(extras), "pyproject needs the dev and book extras"
+    requirements = list(project["dependencies"]) + [r for extra in extras.values() for r in extra]
     for text in requirements:
         req = Requirement(text)
         name = canonicalize_name(req.name)

@@ -1,16 +1,62 @@
 """The machinery behind every checker: run a learner's function and a reference on many cases,
-and name the first difference (shape, dtype, which entries, or gradients)."""
+and name the first difference (shape, dtype, which entries, or gradients).
+
+A failed check shows the learner its message, not the checker's insides: in IPython and Jupyter
+:class:`CheckFailure` renders as one line (plus the learner's own frames when their function
+raised), and pytest hides these frames (``__tracebackhide__``).
+"""
 
 from __future__ import annotations
 
+import traceback
+import types
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+PACKAGE = Path(__file__).resolve().parents[1]  # the mmcourse folder: frames here are ours
+
+
+def _in_package(filename: str) -> bool:
+    try:
+        return PACKAGE in Path(filename).resolve().parents
+    except (OSError, ValueError):  # "<ipython-input-...>" and other pseudo files
+        return False
+
+
+def learner_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without the frames of the mmcourse package (the learner's code is what remains)."""
+    kept = []
+    while tb is not None:
+        if not _in_package(tb.tb_frame.f_code.co_filename):
+            kept.append(tb)
+        tb = tb.tb_next
+    chain = None
+    for t in reversed(kept):
+        chain = types.TracebackType(chain, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return chain
+
 
 class CheckFailure(AssertionError):
     """A learner's answer differs from the reference; the message says where."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for a failed check: the message alone, after the learner's own
+        frames when their function raised; never the frames of the checker."""
+        lines: list[str] = []
+        cause = self.__cause__
+        if cause is not None:
+            tb = learner_frames(cause.__traceback__)
+            lines += traceback.format_exception(type(cause), cause, tb)
+            lines.append("\nThe check stopped at this error in your function:\n")
+        lines.append(f"CheckFailure: {self}")
+        return [line.rstrip("\n") for line in "".join(lines).splitlines()] or [str(self)]
+
+
+# Shown as `mmcourse.check.CheckFailure` in plain Python tracebacks: where learners import it.
+CheckFailure.__module__ = "mmcourse.check"
 
 
 class Passed(str):
@@ -40,6 +86,7 @@ def _clone(x: Any) -> Any:
 
 def _compare_values(got: Any, expected: Any, where: str, atol: float, rtol: float) -> None:
     """Raise CheckFailure at the first difference between ``got`` and ``expected``."""
+    __tracebackhide__ = True  # pytest: show the learner's frames, not ours
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
             raise CheckFailure(f"{where}: expected a tensor, got {_describe(got)}")
@@ -86,6 +133,7 @@ def _grad_inputs(args: Sequence[Any]) -> list[tuple[int, torch.Tensor]]:
 
 
 def _call(fn: Callable[..., Any], args: Sequence[Any], name: str, case: int) -> Any:
+    __tracebackhide__ = True  # pytest: show the learner's frames, not ours
     try:
         return fn(*args)
     except NotImplementedError:
@@ -117,6 +165,7 @@ def compare(
     tensor arguments that require grad are also compared by their gradients, for the same
     random weighting of the outputs. Returns a one-line summary on success.
     """
+    __tracebackhide__ = True  # pytest: show the learner's frames, not ours
     name = name or getattr(fn, "__name__", "your function")
     if not callable(fn):
         raise CheckFailure(f"expected a function to check, got {_describe(fn)}")
@@ -140,6 +189,7 @@ def compare(
 def _compare_grads(
     got: Any, expected: Any, mine: list, theirs: list, name: str, case: int, atol: float, rtol: float
 ) -> None:
+    __tracebackhide__ = True  # pytest: show the learner's frames, not ours
     outs_g = got if isinstance(got, (tuple, list)) else [got]
     outs_e = expected if isinstance(expected, (tuple, list)) else [expected]
     pairs = [
