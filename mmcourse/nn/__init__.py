@@ -11,3 +11,4 @@ from mmcourse.nn.positional import PositionalEncoding, sinusoidal_encoding
 from mmcourse.nn.sequence import SequenceEncoder
 from mmcourse.nn.text import TextEncoder
 from mmcourse.nn.transformer import TransformerEncoder, TransformerEncoderLayer, masked_mean
+from mmcourse.nn.lora import LoRALinear, apply_lora, lora_layers, merge_lora, unmerge_lora
