@@ -49,7 +49,7 @@ def test_layer_is_w_plus_scaled_ba_and_merged_equals_unmerged(r, alpha, n_in, n_
     torch.manual_seed(seed)
     base = nn.Linear(n_in, n_out, bias=bias).double()
     W0 = base.weight.detach().clone()
-    layer = LoRALinear(base, r=r, alpha=alpha)
+    layer = LoRALinear(base, r=r, alpha=alpha).eval()
     with torch.no_grad():
         layer.lora_B.normal_()
     x = torch.randn(3, 2, n_in, dtype=torch.float64)  # any leading dimensions
@@ -69,6 +69,7 @@ def test_merged_model_equals_unmerged_and_unmerge_restores_the_weights():
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     apply_lora(model, r".*", r=3, alpha=6)
     _randomize_b(model)
+    model.eval()
     x = torch.randn(7, 12, dtype=torch.float64)
     unmerged = model(x)
     merge_lora(model)
@@ -104,6 +105,18 @@ def test_only_a_and_b_train_and_the_count_is_r_times_in_plus_out():
             assert p.grad is None
             torch.testing.assert_close(p, frozen[n], rtol=0, atol=0)
     assert torch.count_nonzero(model[0].lora_B) > 0  # B moved away from zero
+
+
+def test_a_merged_layer_refuses_to_train():
+    layer = LoRALinear(nn.Linear(4, 3), r=2).merge()
+    x = torch.randn(2, 4)
+    with pytest.raises(RuntimeError, match="unmerge"):
+        layer(x)  # training mode, gradients on: A and B would silently not learn
+    with torch.no_grad():
+        layer(x)  # inference is fine
+    layer.eval()(x)
+    layer.train().unmerge()(x).sum().backward()
+    assert layer.lora_A.grad is not None
 
 
 def test_freeze_false_leaves_other_parameters_trainable():
@@ -165,6 +178,7 @@ def test_merge_on_the_gpu_equals_unmerged():
         for _, layer in lora_layers(model):
             layer.lora_B.normal_(std=0.1)
     x = torch.randn(32, 64, device="cuda")
+    model.eval()
     unmerged = model(x)
     merge_lora(model)
     torch.testing.assert_close(model(x), unmerged, rtol=1e-4, atol=1e-4)

@@ -30,6 +30,8 @@ class LoRALinear(nn.Module):
 
     ``lora_A`` (r, in_features) and ``lora_B`` (out_features, r) are the only trainable
     parameters; ``merged`` says whether the update currently sits inside ``base.weight``.
+    A merged layer refuses to run in training mode with gradients on (A and B would silently
+    stop learning): ``unmerge()`` before training, ``eval()`` or ``torch.no_grad()`` to infer.
     """
 
     def __init__(self, base: nn.Linear, r: int, alpha: float = 1.0) -> None:
@@ -63,6 +65,11 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)  # (..., out)
         if self.merged:
+            if self.training and torch.is_grad_enabled() and self.lora_A.requires_grad:
+                raise RuntimeError(
+                    "this LoRA layer is merged, so A and B would get no gradient: "
+                    "unmerge() before training, or call eval() for inference"
+                )
             return y  # the update is inside base.weight
         return y + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)  # (..., r) -> (..., out)
 
