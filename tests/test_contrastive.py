@@ -62,8 +62,20 @@ def test_learnable_temperature_gets_a_gradient_and_is_clamped():
     with torch.no_grad():
         loss_fn.log_scale.fill_(10.0)
     assert math.isclose(loss_fn.temperature.item(), 0.01, rel_tol=1e-5)
+
+
+def test_fixed_temperature_is_a_buffer_that_training_leaves_alone():
+    learnable = InfoNCE(0.5)
+    assert [n for n, _ in learnable.named_parameters()] == ["log_scale"]
     fixed = InfoNCE(0.5, learnable=False)
-    assert not any(p.requires_grad for p in fixed.parameters())
+    assert list(fixed.parameters()) == []  # nothing for an optimizer to update
+    assert "log_scale" in dict(fixed.named_buffers())  # but saved with the state dict
+    assert "log_scale" in fixed.state_dict()
+    a = torch.randn(5, 3, requires_grad=True)
+    fixed(a, torch.randn(5, 3)).backward()
+    assert a.grad is not None and fixed.log_scale.grad is None
+    assert not fixed.log_scale.requires_grad
+    assert math.isclose(fixed.temperature.item(), 0.5, rel_tol=1e-6)
 
 
 def test_bad_inputs_name_the_expected_shapes():

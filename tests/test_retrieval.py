@@ -7,7 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmcourse.nn.retrieval import chance_recall_at_k, classify_by_prototype, prototypes, recall_at_k
+from mmcourse.nn.retrieval import (
+    chance_recall_at_k,
+    classify_by_prototype,
+    knn_classify,
+    prototypes,
+    recall_at_k,
+)
 
 
 def _recall_loop(sim, q, g, k):
@@ -94,3 +100,35 @@ def test_bad_inputs_say_what_was_expected():
         prototypes(torch.randn(3, 2), torch.tensor([0, 1, 1]), 3)
     with pytest.raises(ValueError, match="same d"):
         classify_by_prototype(torch.randn(3, 2), torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+def test_knn_matches_scikit_learn(k):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    gen = torch.Generator().manual_seed(k)
+    labels = torch.randint(0, 5, (80,), generator=gen)
+    centers = torch.randn(5, 6, generator=gen, dtype=torch.float64)
+    gallery = centers[labels] + 0.8 * torch.randn(80, 6, generator=gen, dtype=torch.float64)
+    query = centers[torch.randint(0, 5, (30,), generator=gen)] + torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    unit = lambda x: torch.nn.functional.normalize(x, dim=1).numpy()  # noqa: E731
+    expected = KNeighborsClassifier(n_neighbors=k).fit(unit(gallery), labels.numpy()).predict(unit(query))
+    assert knn_classify(query, gallery, labels, k).tolist() == expected.tolist()
+
+
+def test_knn_neighbours_are_per_query_and_ties_go_to_the_smallest_label():
+    gallery = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([3, 3, 1, 1])
+    query = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
+    assert knn_classify(query, gallery, labels, 2).tolist() == [3, 1]  # each its own neighbours
+    assert knn_classify(query, gallery, labels, 4).tolist() == [1, 1]  # a 2-2 tie: label 1
+    assert knn_classify(query, gallery, labels, 1, num_classes=7).tolist() == [3, 1]
+
+
+def test_knn_bad_inputs():
+    with pytest.raises(ValueError, match="k in"):
+        knn_classify(torch.randn(2, 3), torch.randn(4, 3), torch.zeros(4, dtype=torch.long), 5)
+    with pytest.raises(ValueError, match="same d"):
+        knn_classify(torch.randn(2, 3), torch.randn(4, 2), torch.zeros(4, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match=r"gallery_labels of shape \(4,\)"):
+        knn_classify(torch.randn(2, 3), torch.randn(4, 3), torch.zeros(3, dtype=torch.long), 1)

@@ -20,7 +20,12 @@ from mmcourse.check.attention import attention_head, causal_mask, stable_softmax
 from mmcourse.check.audio import add_noise, hann_window, hz_to_mel_slaney
 from mmcourse.check.basics import minmax_scale
 from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
-from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_at_k
+from mmcourse.check.contrastive import (
+    knn_leave_one_out,
+    lora_from_delta,
+    recall_at_k,
+    supervised_info_nce,
+)
 from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
 from mmcourse.check.diffusion import composed_guidance, ddim_step_eta, q_sample_from
 from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
@@ -67,9 +72,10 @@ EXERCISES: tuple[str, ...] = (
     "outer_with_ones",
     "softmax_weighted_sum",
     "average_probabilities",
-    "info_nce_loss",
     "recall_at_k",
-    "class_prototypes",
+    "supervised_info_nce",
+    "knn_leave_one_out",
+    "lora_from_delta",
     "atomic_save",
     "amp_policy",
     "count_parameters",

@@ -22,6 +22,7 @@ from mmcourse.nn.fusion import make_fusion
 from mmcourse.nn.gan import Discriminator, Generator, discriminator_loss, gan_step, generator_loss
 from mmcourse.nn.generation import beam_search, generate
 from mmcourse.nn.image import ImageEncoder
+from mmcourse.nn.lora import LoRALinear, apply_lora, lora_layers, merge_lora, unmerge_lora
 from mmcourse.nn.mulaw import (
     mu_law_bin_edges,
     mu_law_compand,

@@ -10,12 +10,18 @@ both sides (the i-th query matches only the i-th item) this is instance-level re
 Zero-shot classification by prototypes: each class is the normalized mean of its (normalized)
 embeddings in one modality; an embedding of another modality gets the class of the most similar
 prototype, without any classifier trained on that modality.
+
+k-nearest-neighbour classification: each query gets the majority label of *its own* k most
+similar labelled items (not the k closest pairs of the whole query set); ties go to the
+smallest label, as in scikit-learn's ``KNeighborsClassifier``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from mmcourse.nn.contrastive import similarity
 
 
 def _check_labels(name: str, labels: torch.Tensor, n: int) -> None:
@@ -92,3 +98,25 @@ def classify_by_prototype(emb: torch.Tensor, protos: torch.Tensor) -> torch.Tens
             f"got {tuple(emb.shape)} and {tuple(protos.shape)}"
         )
     return (F.normalize(emb, dim=-1) @ F.normalize(protos, dim=-1).T).argmax(dim=1)  # (N,)
+
+
+def knn_classify(
+    query: torch.Tensor, gallery: torch.Tensor, gallery_labels: torch.Tensor, k: int,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """(Q,) the majority label among each query's k most cosine-similar gallery items.
+
+    query (Q, d), gallery (G, d) with labels (G,). For unit vectors the most similar items are
+    the nearest in Euclidean distance. Ties in the vote go to the smallest label.
+    """
+    sim = similarity(query, gallery)  # (Q, G)
+    _check_labels("gallery_labels", gallery_labels, gallery.shape[0])
+    G = gallery.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= G:
+        raise ValueError(f"expected k in [1, G = {G}], got {k!r}")
+    labels = gallery_labels.to(sim.device)
+    C = int(labels.max()) + 1 if num_classes is None else num_classes
+    near = sim.topk(k, dim=1).indices  # (Q, k), each query's own neighbours
+    votes = F.one_hot(labels[near], C).sum(dim=1)  # (Q, C)
+    return votes.argmax(dim=1)  # the first maximum: the smallest label among ties
+
