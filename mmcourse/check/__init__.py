@@ -23,7 +23,7 @@ from mmcourse.check.comparison import CheckFailure, Passed, compare, random_case
 from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_at_k
 from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
 from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
-from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
+from mmcourse.check.fusion import fit_late_weights, lowrank_factors, renormalized_gating
 from mmcourse.check.generation import gnmt_score, min_p_filter, window_attention_step
 from mmcourse.check.learning import (
     accumulation_step,
@@ -62,9 +62,9 @@ EXERCISES: tuple[str, ...] = (
     "hann_window",
     "hz_to_mel_slaney",
     "add_noise",
-    "outer_with_ones",
-    "softmax_weighted_sum",
-    "average_probabilities",
+    "renormalized_gating",
+    "lowrank_factors",
+    "fit_late_weights",
     "info_nce_loss",
     "recall_at_k",
     "class_prototypes",
