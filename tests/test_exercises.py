@@ -50,3 +50,10 @@ def test_checker_is_called_in_notebook(ex):
     nb = nbformat.read(NOTEBOOKS / ex.notebook, as_version=4)
     later = "\n".join(c.source for c in nb.cells[ex.cell :] if c.cell_type == "code")
     assert f"check.{ex.name}(" in later, f"{ex.notebook}: no cell calls check.{ex.name}(...)"
+
+
+def test_every_checker_has_an_exercise():
+    """No dead checkers: each one in ``check.EXERCISES`` grades an exercise of some notebook."""
+    used = {ex.name for ex in ALL}
+    unused = sorted(set(check.EXERCISES) - used)
+    assert not unused, f"checkers that no notebook exercise uses: {unused}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -33,7 +34,7 @@ def test_shapes_with_every_subset_of_modalities(method):
     fusion = make_fusion(method, DIMS, width=8, num_classes=10).double()
     feats = _feats()
     for r in range(1, 4):
-        for subset in __import__("itertools").combinations(DIMS, r):
+        for subset in itertools.combinations(DIMS, r):
             out = fusion({m: feats[m] for m in subset})
             assert out.shape == (6, fusion.out_dim)
             assert torch.isfinite(out).all(), (method, subset)
@@ -102,6 +103,56 @@ def test_gated_fusion_gates_sum_to_one_and_skip_missing():
     assert g.shape == (6, 3, 8)
     torch.testing.assert_close(g.sum(1), torch.ones(6, 8, dtype=torch.float64))
     assert (g[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_gated_fusion_every_subset_and_gradients(renormalize):
+    fusion = GatedFusion(DIMS, 8, renormalize=renormalize).double()
+    feats = {m: f.requires_grad_() for m, f in _feats().items()}
+    for r in range(1, 4):
+        for subset in itertools.combinations(DIMS, r):
+            out = fusion({m: feats[m] for m in subset})
+            assert out.shape == (6, 8) and torch.isfinite(out).all()
+            g = fusion.last_gates
+            torch.testing.assert_close(g.sum(1), torch.ones(6, 8, dtype=torch.float64))
+            for i, m in enumerate(DIMS):
+                assert (g[:, i] == 0).all() == (m not in subset), (subset, m)
+    fusion(feats).square().sum().backward()
+    assert all(f.grad.abs().sum() > 0 for f in feats.values())
+
+
+def test_renormalized_gates_are_the_full_gates_renormalized_over_the_modalities_present():
+    torch.manual_seed(0)
+    fusion = GatedFusion(DIMS, 8, renormalize=True).double()
+    feats = _feats()
+    fusion(feats)
+    full = fusion.last_gates  # (B, M, D)
+    for r in (1, 2):
+        for subset in itertools.combinations(DIMS, r):
+            keep = torch.tensor([m in subset for m in DIMS], dtype=torch.float64)[None, :, None]
+            expected = full * keep / (full * keep).sum(1, keepdim=True)
+            fusion({m: feats[m] for m in subset})
+            torch.testing.assert_close(fusion.last_gates, expected)
+
+
+def test_joint_gates_change_when_a_modality_is_missing():
+    # the GMU's gates read every modality: removing one changes the others' gates, not
+    # just their normalization (that is what renormalize=True avoids)
+    torch.manual_seed(0)
+    fusion = GatedFusion(DIMS, 8).double()
+    feats = _feats()
+    fusion(feats)
+    full = fusion.last_gates
+    fusion({"image": feats["image"], "text": feats["text"]})
+    keep = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)[None, :, None]
+    assert not torch.allclose(fusion.last_gates, full * keep / (full * keep).sum(1, keepdim=True))
+
+
+def test_renormalized_gate_parameters():
+    fusion = GatedFusion(DIMS, 8, renormalize=True)
+    n_gate = sum(p.numel() for p in fusion.gate.parameters())
+    assert n_gate == sum((d + 1) * 8 for d in DIMS.values())  # G_m: (D, d_m) and c_m, per modality
+    assert make_fusion("gated", DIMS, width=8, renormalize=True).renormalize
 
 
 def test_tensor_fusion_outer_product_holds_every_interaction():

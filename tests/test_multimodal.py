@@ -86,14 +86,24 @@ def test_missing_batch_key_is_named():
         model(batch)
 
 
-def test_modality_dropout_never_drops_everything():
+def test_modality_dropout_drops_at_its_rate_but_never_everything():
     torch.manual_seed(0)
-    model = _model(modality_dropout=0.9).train()
-    for _ in range(30):
+    p, draws = 0.5, 400
+    model = _model(modality_dropout=p).train()
+    dropped = torch.zeros(draws, 3)  # 1 where a modality was dropped in that draw
+    for i in range(draws):
         feats = model.features(_batch())
-        assert 1 <= len(feats) <= 3
+        assert 1 <= len(feats) <= 3, "modality dropout must keep at least one modality"
+        dropped[i] = torch.tensor([m not in feats for m in ("image", "audio", "text")], dtype=torch.float)
+    # each modality is dropped with probability p, except that a draw dropping all three keeps one:
+    # the expected number dropped per draw is 3p - p^3
+    assert dropped.sum(1).mean().item() == pytest.approx(3 * p - p**3, abs=0.15)
+    assert ((0.3 < dropped.mean(0)) & (dropped.mean(0) < 0.6)).all(), dropped.mean(0)
     model.eval()
     assert len(model.features(_batch())) == 3  # no dropout at evaluation
+    model.train()
+    model.modality_dropout = 0.0
+    assert all(len(model.features(_batch())) == 3 for _ in range(20))  # rate 0: nothing dropped
 
 
 def test_multitask_loss_is_fused_plus_weighted_unimodal_losses():

@@ -9,6 +9,7 @@ it returns log-probabilities (B, C), and ``produces_logits`` says so.
     linear      sum_m w_m z_m,          z_m = W_m f_m + b_m, w = softmax(a)   (B, D)
     nonlinear   ReLU(sum_m w_m z_m)                                     (B, D)
     gated       sum_m g_m(f) * tanh(z_m), g = softmax over m of W_g [f_1; ...; f_M]   (B, D)
+                (renormalize=True: g = softmax over m of G_m f_m, exact renormalization)
     tensor      W vec([f_1; 1] (x) ... (x) [f_M; 1]) + b                (B, D)
     low-rank    sum_r lambda_r prod_m (W_m^(r) [f_m; 1]) + b            (B, D)
     late        log softmax(sum_m w_m y_m)  or  log sum_m w_m softmax(y_m)   (B, C)
@@ -115,29 +116,42 @@ class NonlinearFusion(LinearFusion):
 
 
 class GatedFusion(Fusion):
-    """Gates computed from all features decide, per sample and per dimension, how much each
+    """Gates computed from the features decide, per sample and per dimension, how much each
     modality counts (the gated multimodal unit of Arevalo et al., 2017, for M modalities).
 
-    g = softmax over the modalities present of W_g [f_1; ...; f_M], reshaped to (B, M, D) (a
-    missing modality gets no weight), fused = sum_m g_m * tanh(W_m f_m + b_m). One scalar gate
-    per modality instead of one per dimension tends to collapse onto a single modality
-    early in training (the winner gets all the gradient); per-dimension gates do not.
+    fused = sum_m g_m * tanh(W_m f_m + b_m), g = softmax over the modalities present of the
+    gate scores s, reshaped to (B, M, D); a missing modality gets no weight.
+
+    renormalize=False: s = W_g [f_1; ...; f_M], every gate sees every modality (the GMU). A
+        missing modality enters the gate network as zeros, an input it never met in training.
+    renormalize=True: s_m = G_m f_m + c_m, each modality's score from its own features only.
+        A missing modality then leaves the other scores unchanged, so the gates of the
+        modalities present are exactly the full gates renormalized: g_m / sum_present g_n.
     """
 
-    def __init__(self, dims: Mapping[str, int], width: int) -> None:
+    def __init__(self, dims: Mapping[str, int], width: int, renormalize: bool = False) -> None:
         super().__init__(dims)
-        self.out_dim = width
+        self.out_dim, self.renormalize = width, renormalize
         self.proj = nn.ModuleDict({m: nn.Linear(d, width) for m, d in self.dims.items()})
-        self.gate = nn.Linear(sum(self.dims.values()), len(self.dims) * width)
+        if renormalize:  # G_m, c_m: one score per dimension from f_m alone
+            self.gate = nn.ModuleDict({m: nn.Linear(d, width) for m, d in self.dims.items()})
+        else:  # W_g: (M * D, sum d_m)
+            self.gate = nn.Linear(sum(self.dims.values()), len(self.dims) * width)
         self.last_gates: torch.Tensor | None = None  # (B, M, D) after each forward, for plots
+
+    def scores(self, filled: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The gate scores s before the softmax: (B, M, D)."""
+        if self.renormalize:
+            return torch.stack([self.gate[m](f) for m, f in filled.items()], dim=1)  # (B, M, D)
+        s = self.gate(torch.cat(list(filled.values()), dim=-1))  # (B, M * D)
+        return s.view(s.shape[0], len(self.modalities), self.out_dim)  # (B, M, D)
 
     def forward(self, feats: Features) -> torch.Tensor:
         filled = self.filled(feats)
         missing = torch.tensor([feats.get(m) is None for m in self.modalities])
-        scores = self.gate(torch.cat(list(filled.values()), dim=-1))  # (B, M * D)
-        scores = scores.view(scores.shape[0], len(self.modalities), self.out_dim)  # (B, M, D)
+        scores = self.scores(filled)  # (B, M, D)
         scores = scores.masked_fill(missing.to(scores.device)[None, :, None], float("-inf"))
-        g = F.softmax(scores, dim=1)  # (B, M, D), sums to one over the modalities
+        g = F.softmax(scores, dim=1)  # (B, M, D), sums to one over the modalities present
         self.last_gates = g.detach()
         z = torch.stack([torch.tanh(self.proj[m](f)) for m, f in filled.items()], dim=1)  # (B, M, D)
         return (g * z).sum(dim=1)  # (B, D)
