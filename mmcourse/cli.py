@@ -1,10 +1,13 @@
-"""The ``mmcourse`` command: ``doctor``, ``exercises`` (and more as the course grows)."""
+"""The ``mmcourse`` command: ``doctor``, ``exercises``, ``book``, ``bench``, ``train``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+DEBUG_ENV = "MMCOURSE_DEBUG"  # set to 1 for the traceback of an error
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -83,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits", choices=["digits", "avmnist"],
                    help="digits: the embedded course data; avmnist: downloaded AV-MNIST")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs of each unimodal model (default 20, early stopping on val)")
+                   help="epochs of each unimodal model (default 14, early stopping on val)")
     p.add_argument("--fusion-epochs", type=int, default=None,
-                   help="epochs of the fused model, warm-started from them (default 4)")
+                   help="epochs of the fused model, warm-started from them (default 2)")
     p.add_argument("--from-scratch", action="store_true",
                    help="train the fused model from random weights, not from the unimodal ones")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -103,8 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an error ends it with its message on stderr (no traceback) and status 1,
+    unless ``MMCOURSE_DEBUG=1`` asks for the traceback."""
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+            raise
+        message = str(err) or type(err).__name__
+        if not isinstance(err, (OSError, ValueError, RuntimeError)):  # likely a bug: say what
+            message = f"{type(err).__name__}: {message}"
+        print(f"error: {message}\n(set {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from torch import nn
 
 from mmcourse.bench import reference
 from mmcourse.bench.timing import measure
+from mmcourse.data import SAMPLE_RATE
 from mmcourse.runtime import pick_device
 
 PASSES = ("forward", "forward+backward")
-SAMPLE_RATE = 8000
 
 
 @dataclass
