@@ -39,8 +39,14 @@ def _bench(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.seq_len and args.ops:
+        print("error: --seq-len times attention alone; leave out --ops", file=sys.stderr)
+        return 2
+    if args.seq_len and min(args.seq_len) < 1:
+        print(f"error: --seq-len needs positive lengths, got {args.seq_len}", file=sys.stderr)
+        return 2
     return main(args.device, repeats=args.repeats, warmup=args.warmup, ops=args.ops,
-                as_json=args.json, size=args.size)
+                as_json=args.json, size=args.size, seq_lens=args.seq_len)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -72,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which kernels (default: all)")
     p.add_argument("--size", default="small", choices=["small", "large"],
                    help="problem sizes: small (seconds on a CPU) or large (for a GPU)")
+    p.add_argument("--seq-len", type=int, nargs="+", default=None, metavar="S",
+                   help="instead of the suite: causal attention forward+backward at these "
+                   "sequence lengths, scratch vs mmcourse vs raw SDPA, in TFLOP/s and as a "
+                   "share of the device's peak (--size sets B, H, d)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

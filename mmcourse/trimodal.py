@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -230,6 +231,7 @@ class Row:
     best_epoch: int | None
     parameters: int
     seconds: float  # wall-clock training time
+    epoch_seconds: float | None = None  # median epoch after the first (warm-up, compilation)
 
 
 @dataclass
@@ -326,8 +328,10 @@ def _stage(
         seconds = time.perf_counter() - start
         val = evaluate(model, splits["val"], inputs=None, amp=amp)
         test = evaluate(model, splits["test"], inputs=None, amp=amp)
+    times = history.epoch_time[1:] or history.epoch_time  # one epoch: that one
+    per_epoch = statistics.median(times) if times else None
     return Row(name, list(model.encoders), val.accuracy, test.accuracy, test.macro_f1,
-               history.epochs, history.best_epoch, count_parameters(model), seconds)
+               history.epochs, history.best_epoch, count_parameters(model), seconds, per_epoch)
 
 
 def run(

@@ -34,7 +34,7 @@ from mmcourse.trimodal import (
 )
 
 ROW_FIELDS = {"model", "modalities", "val_accuracy", "test_accuracy", "test_macro_f1", "epochs",
-              "best_epoch", "parameters", "seconds"}
+              "best_epoch", "parameters", "seconds", "epoch_seconds"}
 TINY = Recipe(epochs=1, fusion_epochs=1)
 
 
@@ -169,6 +169,7 @@ def test_short_run_report_checkpoint_and_reload(tmp_path):
     for row in saved["rows"]:
         assert set(row) == ROW_FIELDS
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["epochs"] == 1 and row["seconds"] > 0
+        assert 0 < row["epoch_seconds"] <= row["seconds"]  # one epoch: that epoch
     assert saved["rows"][-1]["modalities"] == list(MODALITIES)
     # the table lists every row with its accuracies
     table = report.table()
