@@ -64,9 +64,10 @@ def _check_lengths(
 
 
 def _check_values(module: nn.Module) -> bool:
-    """Whether ``module`` checks input values that need a host read: outside a training step
-    and outside compiled code. A training step never waits for the device; its batches come
-    from splits whose lengths were made by ``collate`` (and checked once per split)."""
+    """Whether ``module`` checks input values that need a host read: in eval mode, outside
+    compiled code. A training step never waits for the device (nor breaks a compiled graph):
+    its lengths come from ``collate``, which measured them, and are checked where a split is
+    prepared (``mmcourse.trimodal`` computes each split's features once, in eval mode)."""
     return not (module.training or torch.compiler.is_compiling())
 
 
