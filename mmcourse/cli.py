@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+DEBUG_ENV = "MMCOURSE_DEBUG"  # set to 1 for the traceback of an error
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -53,8 +56,14 @@ def _bench(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.seq_len and args.ops:
+        print("error: --seq-len times attention alone; leave out --ops", file=sys.stderr)
+        return 2
+    if args.seq_len and min(args.seq_len) < 1:
+        print(f"error: --seq-len needs positive lengths, got {args.seq_len}", file=sys.stderr)
+        return 2
     return main(args.device, repeats=args.repeats, warmup=args.warmup, ops=args.ops,
-                as_json=args.json, size=args.size)
+                as_json=args.json, size=args.size, seq_lens=args.seq_len)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -100,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which kernels (default: all)")
     p.add_argument("--size", default="small", choices=["small", "large"],
                    help="problem sizes: small (seconds on a CPU) or large (for a GPU)")
+    p.add_argument("--seq-len", type=int, nargs="+", default=None, metavar="S",
+                   help="instead of the suite: causal attention forward+backward at these "
+                   "sequence lengths, scratch vs mmcourse vs raw SDPA, in TFLOP/s and as a "
+                   "share of the device's peak (--size sets B, H, d)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -114,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits", choices=["digits", "avmnist"],
                    help="digits: the embedded course data; avmnist: downloaded AV-MNIST")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs of each unimodal model (default 20, early stopping on val)")
+                   help="epochs of each unimodal model (default 14, early stopping on val)")
     p.add_argument("--fusion-epochs", type=int, default=None,
-                   help="epochs of the fused model, warm-started from them (default 4)")
+                   help="epochs of the fused model, warm-started from them (default 2)")
     p.add_argument("--from-scratch", action="store_true",
                    help="train the fused model from random weights, not from the unimodal ones")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -134,8 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an error ends it with its message on stderr (no traceback) and status 1,
+    unless ``MMCOURSE_DEBUG=1`` asks for the traceback."""
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+            raise
+        message = str(err) or type(err).__name__
+        if not isinstance(err, (OSError, ValueError, RuntimeError)):  # likely a bug: say what
+            message = f"{type(err).__name__}: {message}"
+        print(f"error: {message}\n(set {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

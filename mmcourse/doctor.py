@@ -121,18 +121,12 @@ def _devices() -> list[Row]:
 
 
 def _data() -> Row:
-    data = importlib.import_module("mmcourse.data")
-    verify = getattr(data, "verify", None)
-    if verify is None:
-        return Row("course data", True, "no embedded data set in this version")
+    from mmcourse.data import verify
+    from mmcourse.data.integrity import REINSTALL
+
     problems = verify()
     if problems:
-        return Row(
-            "course data",
-            False,
-            "; ".join(problems),
-            "reinstall mmcourse (pip install --force-reinstall --no-deps mmcourse)",
-        )
+        return Row("course data", False, "; ".join(problems), f"reinstall mmcourse ({REINSTALL})")
     return Row("course data", True, "every shipped file present, SHA-256 verified")
 
 

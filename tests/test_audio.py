@@ -10,6 +10,7 @@ import torch
 import torchaudio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmcourse.nn import AudioEncoder, AudioFrontEnd
 from mmcourse.nn.audio import add_noise, hz_to_mel, mel_to_hz, snr_db
@@ -159,29 +160,133 @@ def test_front_end_stays_float32_under_autocast():
     torch.testing.assert_close(half, fe(x.half().float(), lengths)[0])
 
 
+class NoHostReads(TorchDispatchMode):
+    """Any read of a tensor's values by the host (``item``, ``bool``, ``int``: a device sync
+    on a GPU) raises inside the block."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise AssertionError("a tensor value was read on the host")
+        return func(*args, **(kwargs or {}))
+
+
+def no_host_reads(monkeypatch):
+    """NoHostReads, with ``Tensor.tolist`` (which reads memory without dispatch) patched too."""
+
+    def tolist(self):
+        raise AssertionError("a tensor was read with tolist()")
+
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    return NoHostReads()
+
+
+def test_the_guard_catches_host_reads(monkeypatch):
+    lengths = torch.tensor([3, 4])
+    for read in (lambda: bool((lengths > 1).all()), lambda: lengths.max().item(),
+                 lambda: int(lengths[0]), lambda: lengths.tolist()):
+        with no_host_reads(monkeypatch), pytest.raises(AssertionError, match="read"):
+            read()
+
+
+@pytest.mark.parametrize("strided_stem", [False, True])
+def test_a_training_step_reads_no_value_on_the_host(monkeypatch, strided_stem):
+    """The checks that need the lengths' values (a device sync) are left out of training."""
+    torch.manual_seed(0)
+    enc = AudioEncoder(out_dim=8, strided_stem=strided_stem).train()
+    x, lengths = _clips(dtype=torch.float32)
+    feats, frames = enc.front_end(x, lengths)
+    with no_host_reads(monkeypatch):
+        enc(x, lengths).square().sum().backward()
+        enc(feats, frames).square().sum().backward()  # cached features
+
+
+def test_encoder_compiles_without_graph_breaks():
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    enc = AudioEncoder(out_dim=8, front_end=AudioFrontEnd(normalize=False), strided_stem=True)
+    x, lengths = _clips(dtype=torch.float32)
+    feats, frames = enc.front_end(x, lengths)
+    for mode in ("train", "eval"):
+        getattr(enc, mode)()
+        for args in ((x, lengths), (feats, frames)):
+            torch._dynamo.reset()
+            explained = torch._dynamo.explain(enc)(*args)
+            assert explained.graph_break_count == 0, explained.break_reasons
+    torch._dynamo.reset()
+
+
 def test_front_end_bad_input():
-    fe = AudioFrontEnd()
+    fe = AudioFrontEnd().eval()  # the checks of length values run outside training
     with pytest.raises(ValueError, match=r"\(B, L\)"):
         fe(torch.zeros(4000))
     with pytest.raises(TypeError, match="floating-point"):
         fe(torch.zeros(2, 4000, dtype=torch.int16))
     with pytest.raises(ValueError, match=r"lengths of shape \(2,\)"):
         fe(torch.zeros(2, 4000), torch.tensor([4000]))
-    with pytest.raises(ValueError, match="lengths in"):
+    with pytest.raises(ValueError, match=r"lengths in \[1, L = 4000\], got \[4000, 4001\]"):
         fe(torch.zeros(2, 4000), torch.tensor([4000, 4001]))
+    with pytest.raises(ValueError, match="lengths in"):
+        fe(torch.zeros(2, 4000), torch.tensor([0, 4000]))
     with pytest.raises(TypeError, match="integer lengths"):
         fe(torch.zeros(2, 4000), torch.tensor([4000.0, 10.0]))
-    with pytest.raises(ValueError, match="n_fft"):
+    with pytest.raises(ValueError, match="n_fft >= 2, got 255"):
         AudioFrontEnd(n_fft=255)
     with pytest.raises(ValueError, match="n_mfcc"):
         AudioFrontEnd(n_mels=20, n_mfcc=30)
 
 
 # ---------------------------------------------------------------- encoder
-@pytest.mark.parametrize("backbone", ["cnn", "sequence"])
+def _encoder(kind: str, out_dim: int) -> AudioEncoder:
+    """"cnn", "sequence", or "strided": the CNN whose first block is a stride-2 convolution."""
+    if kind == "strided":
+        return AudioEncoder(out_dim=out_dim, strided_stem=True)
+    return AudioEncoder(out_dim=out_dim, backbone=kind)
+
+
+@pytest.mark.parametrize("backbone", ["cnn", "sequence", "strided"])
+def test_encoder_reads_its_front_ends_features(backbone):
+    """enc(x, lengths) == enc(*front_end(x, lengths)): the features may be computed once."""
+    torch.manual_seed(0)
+    enc = _encoder(backbone, out_dim=8).double().eval()
+    x, lengths = _clips()
+    feats, frames = enc.front_end(x, lengths)
+    torch.testing.assert_close(enc(feats, frames), enc(x, lengths), atol=0, rtol=0)
+    torch.testing.assert_close(enc(enc.front_end(x)[0]), enc(x), atol=0, rtol=0)  # every frame
+    enc.train()  # the same in training mode (the CNN's BatchNorm sees the same input)
+    torch.manual_seed(1)
+    a = enc(feats, frames)
+    torch.manual_seed(1)
+    torch.testing.assert_close(a, enc(x, lengths), atol=0, rtol=0)
+
+
+def test_encoder_feature_input_is_checked():
+    enc = AudioEncoder(out_dim=8).eval()
+    with pytest.raises(ValueError, match=r"features of shape \(B, 32, T\), got \(2, 13, 40\)"):
+        enc(torch.zeros(2, 13, 40))
+    with pytest.raises(ValueError, match=r"lengths in \[1, T = 40\], got \[40, 41\]"):
+        enc(torch.zeros(2, 32, 40), torch.tensor([40, 41]))
+    with pytest.raises(ValueError, match=r"lengths of shape \(2,\)"):
+        enc(torch.zeros(2, 32, 40), torch.tensor([40]))
+
+
+def test_strided_stem_halves_the_map_like_the_pool():
+    torch.manual_seed(0)
+    plain, strided = AudioEncoder(out_dim=8), AudioEncoder(out_dim=8, strided_stem=True)
+    assert plain.head[1].in_features == strided.head[1].in_features  # the same (C, F') at the end
+    assert strided.blocks[0][0].stride == (2, 2) and plain.blocks[0][0].stride == (1, 1)
+    assert all(b[0].stride == (1, 1) for b in strided.blocks[1:])
+
+
+def test_front_end_says_whether_it_augments():
+    assert not AudioFrontEnd().augments
+    assert AudioFrontEnd(freq_mask=4).augments and AudioFrontEnd(time_mask=4).augments
+
+
+@pytest.mark.parametrize("backbone", ["cnn", "sequence", "strided"])
 def test_encoder_shapes_and_gradients(backbone):
     torch.manual_seed(0)
-    enc = AudioEncoder(out_dim=24, backbone=backbone)
+    enc = _encoder(backbone, out_dim=24)
     x, lengths = _clips(dtype=torch.float32)
     y = enc(x, lengths)
     assert y.shape == (3, 24)
@@ -191,10 +296,10 @@ def test_encoder_shapes_and_gradients(backbone):
     assert enc(x[:, :40]).shape == (3, 24)  # a clip of one frame still works
 
 
-@pytest.mark.parametrize("backbone", ["cnn", "sequence"])
+@pytest.mark.parametrize("backbone", ["cnn", "sequence", "strided"])
 def test_encoder_ignores_padding_in_eval_mode(backbone):
     torch.manual_seed(0)
-    enc = AudioEncoder(out_dim=16, backbone=backbone).double().eval()
+    enc = _encoder(backbone, out_dim=16).double().eval()
     x, lengths = _clips()
     y = enc(x, lengths)
     for b in range(3):

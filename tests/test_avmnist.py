@@ -1,4 +1,4 @@
-"""AV-MNIST loader: idx parsing, checksums, FSDD manifest, PCA degradation, pairing, offline.
+"""AV-MNIST loader: MNIST through torchvision, checksums, FSDD manifest, PCA, pairing, offline.
 
 The real-data tests read MNIST t10k and FSDD from ``../shared/data`` (beside the repository)
 through a cache folder of symlinks, and skip when that folder is absent. Nothing here talks to
@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import shutil
 import socket
+import struct
 import threading
 import time
 import zipfile
@@ -24,12 +25,11 @@ import soundfile as sf
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+from torchvision.datasets import MNIST
 
 from mmcourse.data import avmnist
 from mmcourse.data.avmnist import (
     AVMNIST,
-    MNIST_MD5,
     check_fsdd,
     fit_pca,
     fsdd_key,
@@ -40,9 +40,10 @@ from mmcourse.data.avmnist import (
     pair_by_label,
 )
 from mmcourse.data.download import OfflineError, cache_dir, check_online, fetch, file_digest
-from mmcourse.data.idx import parse_idx, read_idx, to_idx
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ``shared/data`` beside the checkout (or beside a folder of checkouts, e.g. git worktrees)
+SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[1:4]
+               if (p / "shared" / "data").is_dir()), Path(__file__).resolve().parents[2] / "shared" / "data")
 MNIST_DIR, RECORDINGS = SHARED / "mnist", SHARED / "fsdd" / "recordings"
 needs_shared = pytest.mark.skipif(
     not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists() or not RECORDINGS.is_dir(),
@@ -51,6 +52,25 @@ needs_shared = pytest.mark.skipif(
 T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # published label counts
 SPEAKERS = {"george", "jackson", "lucas", "nicolas", "theo", "yweweler"}
 EMBEDDED = "mmcourse.data.load_split"
+MNIST_MD5 = dict(MNIST.resources)
+
+
+def idx_gz(x: np.ndarray) -> bytes:
+    """uint8 array -> gzip-compressed idx bytes (type code 8), as MNIST ships its files."""
+    header = bytes([0, 0, 8, x.ndim]) + struct.pack(f">{x.ndim}I", *x.shape)
+    return gzip.compress(header + np.ascontiguousarray(x, np.uint8).tobytes())
+
+
+def fake_mnist(folder: Path, part: str, images: np.ndarray, labels: np.ndarray,
+               monkeypatch) -> None:
+    """Write MNIST files for ``part`` into ``folder`` and make their MD5s the official ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md5 = dict(MNIST.resources)
+    for kind, x in (("images-idx3", images), ("labels-idx1", labels)):
+        path = folder / f"{part}-{kind}-ubyte.gz"
+        path.write_bytes(idx_gz(x))
+        md5[path.name] = hashlib.md5(path.read_bytes()).hexdigest()
+    monkeypatch.setattr(MNIST, "resources", list(md5.items()))
 
 
 def link_cache(root: Path) -> Path:
@@ -82,52 +102,32 @@ def test_set(shared_cache) -> AVMNIST:
         return load_avmnist("test", shared_cache, download=False)  # pca_fit="auto"
 
 
-# ---------------------------------------------------------------- idx format
-
-IDX_DTYPES = st.sampled_from([np.uint8, np.int8, ">i2", ">i4", ">f4", ">f8", "<i4", "<f8"])
-
-
-@settings(max_examples=40, deadline=None)
-@given(hnp.arrays(IDX_DTYPES, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5)))
-def test_idx_round_trip(x):
-    y = parse_idx(to_idx(x))
-    assert y.shape == x.shape and y.dtype.isnative and y.dtype.kind == x.dtype.kind
-    np.testing.assert_array_equal(y, x)
-
-
-def test_idx_reads_gzip_and_plain(tmp_path):
-    x = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    (tmp_path / "a.idx").write_bytes(to_idx(x))
-    (tmp_path / "a.idx.gz").write_bytes(gzip.compress(to_idx(x)))
-    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), x)
-    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx.gz"), x)
-
-
-def test_idx_errors_name_the_problem(tmp_path):
-    good = to_idx(np.zeros((2, 3), np.uint8))
-    with pytest.raises(ValueError, match="not an idx file"):
-        parse_idx(b"\x01\x00\x08\x02" + good[4:])
-    with pytest.raises(ValueError, match="not an idx file"):
-        parse_idx(b"\x00\x00\x42\x01\x00\x00\x00\x01\x00")  # unknown type code
-    with pytest.raises(ValueError, match=r"expected 18 bytes for shape \(2, 3\)"):
-        parse_idx(good[:-1])
-    with pytest.raises(ValueError, match="truncated header"):
-        parse_idx(good[:6])
-    bad = tmp_path / "broken.gz"
-    bad.write_bytes(gzip.compress(good)[:-6])
-    with pytest.raises(ValueError, match="broken.gz"):
-        read_idx(bad)
-    with pytest.raises(TypeError, match="expected uint8"):
-        to_idx(np.zeros(3, np.complex64))
-
-
 # ---------------------------------------------------------------- MNIST
 
 
-def test_md5s_match_torchvision():
-    from torchvision.datasets import MNIST
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 20), seed=st.integers(0, 2**32 - 1))
+def test_mnist_files_are_read_through_torchvision(tmp_path_factory, n, seed):
+    """Any checked pair of idx files comes back exactly: images uint8 (N, 28, 28), labels int64."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        fake_mnist(root / "mnist", "t10k", images, labels, mp)
+        got_images, got_labels = load_mnist("t10k", root, download=False)
+    np.testing.assert_array_equal(got_images, images)
+    assert got_labels.dtype == np.int64 and got_labels.tolist() == labels.tolist()
+    assert sorted(p.name for p in (root / "mnist").iterdir()) == [  # nothing extracted there
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
-    assert dict(MNIST.resources) == MNIST_MD5
+
+def test_mnist_files_of_the_wrong_shape_are_refused(tmp_path, monkeypatch):
+    fake_mnist(tmp_path / "mnist", "t10k", np.zeros((3, 28, 28), np.uint8),
+               np.zeros(2, np.uint8), monkeypatch)
+    with pytest.raises(ValueError, match=r"t10k: expected images \(N, 28, 28\) and N labels, "
+                       r"got \(3, 28, 28\) and \(2,\)"):
+        load_mnist("t10k", tmp_path, download=False)
 
 
 @needs_shared
@@ -151,7 +151,7 @@ def test_mnist_corrupt_or_missing_file_is_named(tmp_path):
     data[100] ^= 0xFF
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(data))
     shutil.copy(MNIST_DIR / "t10k-images-idx3-ubyte.gz", tmp_path / "mnist")
-    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz: MD5 .* official"):
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz: its MD5 differs from the official"):
         load_mnist("t10k", tmp_path, download=False)
     with pytest.raises(FileNotFoundError, match=f"train-images-idx3-ubyte.gz is missing.*{EMBEDDED}"):
         load_mnist("train", tmp_path, download=False)
@@ -200,7 +200,8 @@ def test_fsdd_check_names_bad_files(tmp_path):
     wav[-1] ^= 1
     (tmp_path / names[1]).write_bytes(bytes(wav))
     problems = check_fsdd(tmp_path)
-    assert problems == [f"{tmp_path / names[0]}: missing", f"{tmp_path / names[1]}: SHA-256 differs from the manifest"]
+    assert problems == [f"missing data file {tmp_path / names[0]}",
+                        f"corrupted data file {tmp_path / names[1]} (its SHA-256 differs from the checksum list)"]
     with pytest.raises(ValueError, match="expected an FSDD file name"):
         fsdd_key("seven.wav")
 
@@ -210,7 +211,7 @@ def test_fsdd_manifest_format_is_checked(tmp_path):
     bad.write_bytes(gzip.compress(b"abc  0_theo_1.wav\n"))
     with pytest.raises(ValueError, match="m.txt.gz, line 1: expected '<sha256>"):
         fsdd_manifest(bad)
-    with pytest.raises(FileNotFoundError, match="missing FSDD manifest"):
+    with pytest.raises(FileNotFoundError, match="missing checksum list .*absent.gz .the FSDD manifest.; reinstall"):
         fsdd_manifest(tmp_path / "absent.gz")
 
 
@@ -346,12 +347,7 @@ def test_train_val_split_and_pca_fit_on_train(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     fake = {"images-idx3": rng.integers(0, 256, (600, 28, 28), dtype=np.uint8),
             "labels-idx1": (np.arange(600) % 10).astype(np.uint8)}
-    md5 = dict(MNIST_MD5)
-    for kind, x in fake.items():
-        path = tmp_path / "mnist" / f"train-{kind}-ubyte.gz"
-        path.write_bytes(gzip.compress(to_idx(x)))
-        md5[path.name] = hashlib.md5(path.read_bytes()).hexdigest()
-    monkeypatch.setattr(avmnist, "MNIST_MD5", md5)
+    fake_mnist(tmp_path / "mnist", "train", fake["images-idx3"], fake["labels-idx1"], monkeypatch)
     monkeypatch.setattr(avmnist, "N_VAL", 100)
     train = load_avmnist("train", tmp_path, download=False, variance=0.05)
     val = load_avmnist("val", tmp_path, download=False, degrade=False)
@@ -417,7 +413,7 @@ def test_offline_fails_fast_when_connect_hangs(tmp_path, monkeypatch):
 
 def test_offline_closed_local_port(tmp_path, monkeypatch):
     port = closed_port()
-    monkeypatch.setattr(avmnist, "MNIST_MIRRORS", [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"])
     start = time.perf_counter()
     with pytest.raises(OfflineError, match=f"127.0.0.1:{port}") as err:
         load_avmnist("test", tmp_path)
@@ -478,7 +474,7 @@ def test_download_from_local_mirrors(tmp_path, local_server, monkeypatch):
         z.writestr(f"{top}/recordings/notes.txt", "not a recording")
         for wav in sorted(RECORDINGS.glob("*.wav")):
             z.write(wav, f"{top}/recordings/{wav.name}")
-    monkeypatch.setattr(avmnist, "MNIST_MIRRORS", [f"http://127.0.0.1:{closed_port()}/", url + "mnist/"])
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{closed_port()}/", url + "mnist/"])
     monkeypatch.setattr(avmnist, "FSDD_URL", url + "fsdd.zip")
     cache = tmp_path / "cache"
     ds = load_avmnist("test", cache, pca_fit="given", degrade=False)
@@ -496,6 +492,6 @@ def test_fsdd_archive_that_breaks_the_manifest_is_refused(tmp_path, local_server
     with zipfile.ZipFile(www / "fsdd.zip", "w") as z:
         z.write(RECORDINGS / "0_george_0.wav", "x/recordings/0_george_0.wav")
     monkeypatch.setattr(avmnist, "FSDD_URL", url + "fsdd.zip")
-    with pytest.raises(ValueError, match="does not match the manifest: .*0_george_1.wav: missing"):
+    with pytest.raises(ValueError, match="does not match the manifest: missing data file .*0_george_1.wav"):
         load_fsdd("test", tmp_path)
     assert list((tmp_path / "fsdd").iterdir()) == []  # neither the archive nor a partial folder

@@ -203,3 +203,140 @@ def test_cli_bench_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["op"] for r in out["rows"]] == ["attention", "attention"]
     assert out["rows"][0]["device"] == "cpu"
+
+
+# --- FLOPs, peaks and attention throughput ----------------------------------------------------
+
+
+def test_attention_flops_equal_a_counted_run():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmcourse.bench.flops import attention_flops, linear_flops
+    from mmcourse.nn.attention import MultiHeadAttention
+
+    B, H, S_q, S_k, d = 2, 3, 5, 7, 4
+    q, k, v = rand(B, H, S_q, d), rand(B, H, S_k, d, seed=1), rand(B, H, S_k, d, seed=2)
+    with FlopCounterMode(display=False) as forward:
+        out = reference.attention(q, k, v)
+    with FlopCounterMode(display=False) as backward:
+        out.sum().backward()
+    assert forward.get_total_flops() == attention_flops(B, H, S_q, S_k, d, backward=False)
+    total = forward.get_total_flops() + backward.get_total_flops()
+    assert total == attention_flops(B, H, S_q, S_k, d) == 12 * B * H * S_q * S_k * d
+    assert attention_flops(B, H, 6, 6, d, causal=True) == attention_flops(B, H, 6, 6, d) / 2
+    # the module is credited its four projections on top of the attention itself
+    E, x = H * d, rand(B, S_q, H * d, seed=3).float()
+    mha = MultiHeadAttention(E, H)
+    with FlopCounterMode(display=False) as module:
+        mha(x)[0].sum().backward()
+    q, k, v = (t.detach().float().requires_grad_() for t in (q, k[:, :, :S_q], v[:, :, :S_q]))
+    with FlopCounterMode(display=False) as sdpa:  # what the counter credits SDPA here
+        F.scaled_dot_product_attention(q, k, v).sum().backward()
+    assert module.get_total_flops() == sdpa.get_total_flops() + 4 * linear_flops(B * S_q, E, E)
+    with pytest.raises(ValueError, match="causal mask needs S_q == S_k"):
+        attention_flops(1, 1, 2, 3, 4, causal=True)
+    with pytest.raises(ValueError, match="positive sizes"):
+        attention_flops(0, 1, 2, 2, 4)
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H200", 989.4), ("NVIDIA H200 NVL", 835.0), ("NVIDIA H100 80GB HBM3", 989.4),
+    ("NVIDIA H100 PCIe", 756.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A10", 125.0),
+    ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.0), ("Tesla T4", 65.0),
+    ("NVIDIA GeForce RTX 3060", None),
+])
+def test_peak_by_device_name(name, peak):
+    from mmcourse.bench.flops import peak_tflops
+
+    assert peak_tflops(name=name) == peak
+    assert peak_tflops("cpu") is None
+
+
+def test_attention_throughput_rows_on_the_cpu(monkeypatch):
+    from mmcourse.bench import throughput
+
+    rows = throughput.attention_throughput("cpu", seq_lens=(8, 16), size="small", repeats=1,
+                                           warmup=0)
+    assert [(r["seq_len"], r["impl"]) for r in rows] == [
+        (s, i) for s in (8, 16) for i in ("scratch", "mmcourse", "sdpa")]
+    for r in rows:
+        assert r["ms"] > 0 and r["tflops"] == pytest.approx(r["flops"] / r["ms"] / 1e9)
+        assert r["peak_fraction"] is None and r["dtype"] == "float32"
+    by = {(r["seq_len"], r["impl"]): r["flops"] for r in rows}
+    assert by[(16, "sdpa")] == by[(16, "scratch")] == 4 * by[(8, "sdpa")]  # S^2
+    assert by[(16, "mmcourse")] > by[(16, "sdpa")]  # and its projections
+    table = throughput.format_throughput(rows)
+    assert "TFLOP/s" in table and "unknown" in table and "mmcourse" in table
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(throughput, "measure", out_of_memory)
+    rows = throughput.attention_throughput("cpu", seq_lens=(8,), size="small", repeats=1,
+                                           warmup=0, implementations=["scratch"])
+    assert rows[0]["note"] == "out of memory" and rows[0]["ms"] is None
+    assert "out of memory" in throughput.format_throughput(rows)
+    with pytest.raises(ValueError, match="unknown implementation"):
+        throughput.attention_throughput("cpu", implementations=["flash"])
+    with pytest.raises(ValueError, match="positive sequence lengths"):
+        throughput.attention_throughput("cpu", seq_lens=(0,))
+
+
+def test_cli_bench_seq_len(capsys):
+    assert cli_main(["bench", "--json", "--repeats", "1", "--warmup", "0", "--seq-len", "8",
+                     "--device", "cpu", "--threads", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["impl"] for r in rows] == ["scratch", "mmcourse", "sdpa"]
+    assert cli_main(["bench", "--seq-len", "8", "--ops", "lstm"]) == 2
+    assert "leave out --ops" in capsys.readouterr().err
+    assert cli_main(["bench", "--seq-len", "0"]) == 2
+
+
+# --- the GPU report's table ---------------------------------------------------------------------
+
+
+def _step(folder, name, status, out=None, err=""):
+    (folder / f"{name}.status").write_text(f"{status}\n")
+    if out is not None:
+        (folder / f"{name}.out").write_text(out if isinstance(out, str) else json.dumps(out))
+    (folder / f"{name}.err").write_text(err)
+
+
+def test_gpu_report_table_from_the_steps(tmp_path, capsys):
+    from mmcourse.bench import report
+
+    _step(tmp_path, "gpu-tests", 0, "....s\n===== 4 passed, 1 skipped in 3.21s =====\n")
+    attention = {"rows": [
+        {"seq_len": 1024, "impl": "sdpa", "dtype": "bfloat16", "ms": 2.0, "tflops": 412.0,
+         "peak_fraction": 412 / 989.4, "note": ""},
+        {"seq_len": 4096, "impl": "scratch", "dtype": "bfloat16", "ms": None, "tflops": None,
+         "peak_fraction": None, "note": "out of memory"}]}
+    _step(tmp_path, "attention", 0, attention)
+    lstm = {"rows": [{"op": "lstm", "pass": "forward+backward", "shape": "x (128, 200, 80)",
+                      "scratch_ms": 90.0, "optimized_ms": 3.0, "speedup": 30.0}]}
+    _step(tmp_path, "lstm", 0, lstm)
+    train = {"rows": [{"model": "fused (late)", "epochs": 2, "epoch_seconds": 0.5,
+                       "test_accuracy": 0.985}]}
+    _step(tmp_path, "train-bf16", 0, train)
+    _step(tmp_path, "train-compile", 1, "", "Traceback ...\nRuntimeError: compile failed\n")
+    (tmp_path / "title.txt").write_text("NVIDIA H200, torch 2.11.0\n")
+    rows, ok = report.collect(tmp_path)
+    assert not ok  # the compiled run failed
+    assert rows == [
+        ("GPU tests", "pytest -m gpu", "4 passed, 1 skipped"),
+        ("attention S=1024", "sdpa, bfloat16", "2.000 ms, 412 TFLOP/s, 41.6% of peak"),
+        ("attention S=4096", "scratch, bfloat16", "out of memory"),
+        ("LSTM forward+backward", "Python loop vs library, x (128, 200, 80)",
+         "90.00 ms vs 3.00 ms (30.0x)"),
+        ("train bf16", "fused (late)", "0.50 s/epoch, 2 epochs, test 98.5%"),
+        ("train-compile", "-", "failed (status 1): RuntimeError: compile failed"),
+    ]
+    assert report.main([str(tmp_path)]) == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith("NVIDIA H200, torch 2.11.0\nmeasurement")
+    _step(tmp_path, "train-compile", "skipped: no CUDA device")
+    _step(tmp_path, "gpu-tests", 5, "no tests ran in 0.01s\n")
+    rows, ok = report.collect(tmp_path)
+    assert ok and ("train-compile", "-", "skipped: no CUDA device") in rows
+    assert rows[0] == ("GPU tests", "pytest -m gpu", "no GPU tests selected")
+    assert report.main([str(tmp_path / "absent")]) == 2

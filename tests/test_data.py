@@ -20,7 +20,7 @@ from mmcourse.data import (
     load_split,
     verify,
 )
-from mmcourse.data.integrity import FILES, expected, sha256
+from mmcourse.data.integrity import FILES, expected, manifest_problems, read_manifest, sha256
 from mmcourse.data.spoken_digits import load_raw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +85,33 @@ def test_a_missing_file_is_an_error_naming_it(tmp_path):
     assert any("spoken_digits.flac" in p for p in verify(copy))
     (copy / "spoken_digits.sha256").unlink()
     assert "checksum" in verify(copy)[0]
+
+
+def test_one_manifest_reader_for_plain_and_gzip_lists(tmp_path):
+    import gzip
+    import re
+
+    (tmp_path / "a.wav").write_bytes(b"a")
+    (tmp_path / "b.wav").write_bytes(b"b")
+    text = "".join(f"{sha256(tmp_path / n)}  {n}\n" for n in ("a.wav", "b.wav"))
+    (tmp_path / "list.txt").write_text(text)
+    (tmp_path / "list.txt.gz").write_bytes(gzip.compress(text.encode()))
+    sums = read_manifest(tmp_path / "list.txt")
+    assert sums == read_manifest(tmp_path / "list.txt.gz", re.compile(r"^[a-z]\.wav$"))
+    assert list(sums) == ["a.wav", "b.wav"] and manifest_problems(tmp_path, sums) == []
+    (tmp_path / "a.wav").write_bytes(b"A")
+    (tmp_path / "b.wav").unlink()
+    assert manifest_problems(tmp_path, sums) == [
+        f"corrupted data file {tmp_path / 'a.wav'} (its SHA-256 differs from the checksum list)",
+        f"missing data file {tmp_path / 'b.wav'}",
+    ]
+    with pytest.raises(ValueError, match=r"list.txt, line 1: expected '<sha256>  \^\[0-9\]\$'"):
+        read_manifest(tmp_path / "list.txt", re.compile(r"^[0-9]$"))
+    (tmp_path / "bad.txt").write_text("abc  a.wav\n")
+    with pytest.raises(ValueError, match="bad.txt, line 1: expected '<sha256>  <name>', got 'abc  a.wav'"):
+        read_manifest(tmp_path / "bad.txt")
+    with pytest.raises(FileNotFoundError, match="missing checksum list"):
+        read_manifest(tmp_path / "absent.txt")
 
 
 def test_an_intact_copy_loads_the_same_data(tmp_path, splits):

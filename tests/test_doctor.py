@@ -79,3 +79,17 @@ def test_doctor_lists_each_cuda_device():
     rows = doctor.run_checks()
     cuda_rows = [r for r in rows if r.check.startswith("device cuda:")]
     assert len(cuda_rows) == torch.cuda.device_count()
+
+
+def test_doctor_names_a_corrupted_data_file(tmp_path, monkeypatch):
+    import shutil
+
+    import mmcourse.data.integrity as integrity
+
+    copy = tmp_path / "files"
+    shutil.copytree(integrity.FILES, copy)
+    (copy / "digit_images.npz").write_bytes(b"not the shipped file")
+    monkeypatch.setattr(integrity, "FILES", copy)
+    row = doctor._data()
+    assert not row.ok and "digit_images.npz" in row.detail and "corrupted" in row.detail
+    assert integrity.REINSTALL in row.fix

@@ -1,28 +1,40 @@
 """The main job: model builder, warm start, `mmcourse train` (report, checkpoint, errors)."""
 
 import json
+import re
+import shutil
 import socket
 import time
+from dataclasses import fields
 
 import pytest
 import torch
 
+import mmcourse.cli
+import mmcourse.data.integrity
+import mmcourse.trimodal
 from mmcourse.cli import main as cli_main
 from mmcourse.data import collate, load_split
+from mmcourse.nn import AudioFrontEnd
 from mmcourse.nn.fusion import METHODS
 from mmcourse.train import evaluate, load_checkpoint, save_checkpoint
 from mmcourse.trimodal import (
+    AUDIO_FEATURES,
     MODALITIES,
     REPORT_FORMAT,
     Recipe,
+    audio_front_end,
     build_model,
+    cache_audio_features,
+    load_data,
     load_model,
+    reading_cached_features,
     run,
     warm_start,
 )
 
 ROW_FIELDS = {"model", "modalities", "val_accuracy", "test_accuracy", "test_macro_f1", "epochs",
-              "best_epoch", "parameters", "seconds"}
+              "best_epoch", "parameters", "seconds", "epoch_seconds"}
 TINY = Recipe(epochs=1, fusion_epochs=1)
 
 
@@ -85,6 +97,66 @@ def test_warm_start_copies_encoders_for_feature_fusions(batch):
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
 
 
+# ---------------------------------------------------------------- features computed once
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_data("digits", torch.device("cpu"))
+
+
+def test_the_audio_features_are_computed_once_per_split(splits):
+    front_end = audio_front_end().eval()
+    for name in ("train", "val", "test"):
+        whole = load_split(name).tensors()
+        split = splits[name]
+        assert "audio" not in split and "audio_len" not in split  # replaced by the features
+        assert {"image", "tokens", "tokens_len", "label", *AUDIO_FEATURES} == set(split)
+        feats, frames = front_end(whole["audio"][:50], whole["audio_len"][:50])
+        torch.testing.assert_close(split[AUDIO_FEATURES[0]][:50], feats)
+        assert torch.equal(split[AUDIO_FEATURES[1]][:50], frames)
+
+
+def test_no_cache_when_the_front_end_draws_random_masks():
+    split = {"audio": torch.randn(3, 800), "audio_len": torch.tensor([800, 500, 300]),
+             "label": torch.tensor([1, 2, 3])}
+    assert cache_audio_features({"train": split}, AudioFrontEnd(time_mask=4))["train"] is split
+
+
+@pytest.mark.parametrize("fusion", ["late", "concat"])
+def test_the_model_reads_the_cached_features_only_inside_the_block(splits, fusion):
+    model = build_model(fusion, seed=0).eval()
+    val = splits["val"]
+    raw = load_split("val").tensors()
+    with torch.no_grad():
+        from_waveforms = model(raw)
+        with reading_cached_features(model, val.keys()):
+            assert model.inputs["audio"] == AUDIO_FEATURES
+            torch.testing.assert_close(model(val), from_waveforms)
+        assert model.inputs["audio"] == ("audio", "audio_len")
+        with pytest.raises(RuntimeError, match="stop"), reading_cached_features(model, val.keys()):
+            raise RuntimeError("stop")
+        assert model.inputs["audio"] == ("audio", "audio_len")  # restored after an error too
+        with reading_cached_features(model, raw.keys()):  # no features in the data: waveforms
+            assert model.inputs["audio"] == ("audio", "audio_len")
+    text_only = build_model("concat", ["text"])
+    with reading_cached_features(text_only, val.keys()):
+        assert "audio" not in text_only.inputs
+
+
+def test_the_recipe_defaults_are_the_ones_the_cli_states():
+    helps = {a.dest: a.help for a in _subparser("train")._actions}
+    defaults = {f.name: f.default for f in fields(Recipe)}
+    assert f"default {defaults['epochs']}," in helps["epochs"]
+    assert f"default {defaults['fusion_epochs']})" in helps["fusion_epochs"]
+
+
+def _subparser(name):
+    parser = mmcourse.cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[name]
+
+
 @pytest.mark.slow
 def test_short_run_report_checkpoint_and_reload(tmp_path):
     report = run("late", recipe=TINY, out=tmp_path, device="cpu", seed=1)
@@ -97,6 +169,7 @@ def test_short_run_report_checkpoint_and_reload(tmp_path):
     for row in saved["rows"]:
         assert set(row) == ROW_FIELDS
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["epochs"] == 1 and row["seconds"] > 0
+        assert 0 < row["epoch_seconds"] <= row["seconds"]  # one epoch: that epoch
     assert saved["rows"][-1]["modalities"] == list(MODALITIES)
     # the table lists every row with its accuracies
     table = report.table()
@@ -175,6 +248,51 @@ def test_cli_avmnist_offline_fails_fast_pointing_to_the_embedded_data(monkeypatc
     err = capsys.readouterr().err
     assert "offline" in err and "mmcourse.data.load_split" in err and "--data digits" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_corrupted_data_prints_the_message_alone(monkeypatch, tmp_path, capsys):
+    copy = tmp_path / "files"
+    shutil.copytree(mmcourse.data.integrity.FILES, copy)
+    data = bytearray((copy / "spoken_digits.flac").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "spoken_digits.flac").write_bytes(bytes(data))
+    monkeypatch.setattr(mmcourse.data.integrity, "FILES", copy)  # the real data stays untouched
+    code = cli_main(["train", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert re.fullmatch(r"error: corrupted data file \S+spoken_digits.flac \(its SHA-256 differs "
+                        r"from the checksum list\); reinstall: pip install \S.*\n", err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_are_a_message_not_a_traceback(monkeypatch, tmp_path, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(mmcourse.trimodal, "run", broken)
+    monkeypatch.delenv("MMCOURSE_DEBUG", raising=False)
+    assert cli_main(["train", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: CUDA out of memory\n") and "Traceback" not in err
+    assert "MMCOURSE_DEBUG=1" in err
+    monkeypatch.setattr(mmcourse.trimodal, "run", lambda *a, **k: {}["bug"])
+    assert cli_main(["train", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("error: KeyError: 'bug'")  # the kind of a bug
+    monkeypatch.setenv("MMCOURSE_DEBUG", "1")  # the traceback, for whoever debugs
+    with pytest.raises(KeyError):
+        cli_main(["train", "--out", str(tmp_path)])
+
+
+def test_help_and_docstring_list_every_command(capsys):
+    parser = mmcourse.cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"doctor", "exercises", "bench", "train"} <= set(commands)
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    shown = capsys.readouterr().out
+    for name in commands:
+        assert f"``{name}``" in mmcourse.cli.__doc__, f"the module docstring omits {name}"
+        assert re.search(rf"^\s+{name}\s+\S", shown, re.M), f"--help omits {name}"
 
 
 @pytest.mark.gpu

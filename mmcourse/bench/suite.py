@@ -19,10 +19,10 @@ from torch import nn
 
 from mmcourse.bench import reference
 from mmcourse.bench.timing import measure
+from mmcourse.data import SAMPLE_RATE
 from mmcourse.runtime import pick_device
 
 PASSES = ("forward", "forward+backward")
-SAMPLE_RATE = 8000
 
 
 @dataclass
@@ -183,11 +183,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(device: str | None = None, repeats: int = 10, warmup: int = 2,
-         ops: Sequence[str] | None = None, as_json: bool = False, size: str = "small") -> int:
-    """What ``mmcourse bench`` runs."""
-    rows = run_suite(device, ops=ops, repeats=repeats, warmup=warmup, size=size)
+         ops: Sequence[str] | None = None, as_json: bool = False, size: str = "small",
+         seq_lens: Sequence[int] | None = None) -> int:
+    """What ``mmcourse bench`` runs: the suite, or with ``seq_lens`` the attention throughput
+    table at those sequence lengths (:mod:`mmcourse.bench.throughput`)."""
+    if seq_lens:
+        from mmcourse.bench.throughput import attention_throughput, format_throughput
+
+        rows = attention_throughput(device, seq_lens=seq_lens, size=size, repeats=repeats,
+                                    warmup=warmup)
+        text = format_throughput(rows)
+    else:
+        rows = run_suite(device, ops=ops, repeats=repeats, warmup=warmup, size=size)
+        text = format_table(rows)
     if as_json:
         print(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
     else:
-        print(format_table(rows))
+        print(text)
     return 0

@@ -12,9 +12,12 @@ Files are downloaded once into a cache (see ``mmcourse.data.download.cache_dir``
     <cache>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   official MD5s
     <cache>/fsdd/recordings/*.wav                                    SHA-256 per file
 
-The FSDD check is a manifest shipped in the package (``files/fsdd_sha256.txt.gz``, in
-``sha256sum`` format), so every recording is verified on its own, whatever archive it came in.
-Items have the same format as the embedded course data, without the text.
+MNIST comes through torchvision (imported when first needed: it takes a second): the mirrors
+and official MD5s of ``torchvision.datasets.MNIST`` and its idx readers, each part read on
+its own, so the test files alone suffice (the class itself wants all four files). The FSDD check is a manifest shipped in the package
+(``files/fsdd_sha256.txt.gz``, in ``sha256sum`` format, read by
+``mmcourse.data.integrity``), so every recording is verified on its own, whatever archive it
+came in. Items have the same format as the embedded course data, without the text.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,30 +37,13 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from mmcourse.data.download import (
-    EMBEDDED_HINT,
-    cache_dir,
-    check_online,
-    fetch,
-    fetch_first,
-    file_digest,
-)
-from mmcourse.data.idx import read_idx
+from mmcourse.data.download import EMBEDDED_HINT, cache_dir, check_online, fetch, fetch_first
+from mmcourse.data.integrity import REINSTALL, manifest_problems, read_manifest
+from mmcourse.data.spoken_digits import SAMPLE_RATE, SPLITS
 
-SAMPLE_RATE = 8000
 N_VAL = 5000  # the last 5,000 MNIST training images form the validation split
 VARIANCE_KEPT = 0.25
 
-MNIST_MIRRORS = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-]
-MNIST_MD5 = {  # the official values, as torchvision's MNIST class lists them
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
 
 FSDD_TAG = "v1.0.10"
 FSDD_URL = (
@@ -65,8 +53,6 @@ FSDD_URL = (
 FSDD_MANIFEST = Path(__file__).with_name("files") / "fsdd_sha256.txt.gz"
 FSDD_TEST_TAKES = range(0, 5)
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-SPLITS = ("train", "val", "test")
 
 
 # ---------------------------------------------------------------- MNIST
@@ -80,31 +66,42 @@ def load_mnist(part: str = "t10k", root: str | Path | None = None, *, download: 
     """
     if part not in ("train", "t10k"):
         raise ValueError(f"expected part 'train' or 't10k', got {part!r}")
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
     folder = cache_dir(root) / "mnist"
-    images, labels = (
-        read_idx(_mnist_file(folder / f"{part}-{kind}-ubyte.gz", download, timeout))
-        for kind in ("images-idx3", "labels-idx1")
-    )
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(f"{part} images: expected uint8 (N, 28, 28), "
-                         f"got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),) or labels.min() < 0 or labels.max() > 9:
-        raise ValueError(f"{part} labels: expected {len(images)} digits 0-9, "
-                         f"got shape {labels.shape}")
-    return images, labels.astype(np.int64)
+    images = _read_gz(_mnist_file(folder / f"{part}-images-idx3-ubyte.gz", download, timeout),
+                      read_image_file)
+    labels = _read_gz(_mnist_file(folder / f"{part}-labels-idx1-ubyte.gz", download, timeout),
+                      read_label_file)
+    if images.shape[1:] != (28, 28) or labels.shape != (len(images),):
+        raise ValueError(f"{part}: expected images (N, 28, 28) and N labels, "
+                         f"got {tuple(images.shape)} and {tuple(labels.shape)}")
+    return images.numpy(), labels.numpy().astype(np.int64)
+
+
+def _read_gz(path: Path, reader: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """Run torchvision's idx ``reader`` on the decompressed contents of ``path``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / path.stem
+        raw.write_bytes(gzip.decompress(path.read_bytes()))
+        return reader(str(raw))
 
 
 def _mnist_file(path: Path, download: bool, timeout: float) -> Path:
-    md5 = MNIST_MD5[path.name]
+    """``path`` (an MNIST file in the cache) once its MD5 is the official one; downloaded
+    from the first mirror that answers when it is missing and ``download`` is True."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import check_integrity
+
+    md5 = dict(MNIST.resources)[path.name]
     if not path.exists():
         if not download:
             raise FileNotFoundError(f"{path} is missing; pass download=True to fetch it. "
                                     + EMBEDDED_HINT)
-        urls = [mirror + path.name for mirror in MNIST_MIRRORS]
+        urls = [mirror + path.name for mirror in MNIST.mirrors]
         return fetch_first(urls, path, algorithm="md5", digest=md5, timeout=timeout)
-    got = file_digest(path, "md5")
-    if got != md5:
-        raise ValueError(f"{path}: MD5 {got} differs from the official {md5}; "
+    if not check_integrity(str(path), md5):
+        raise ValueError(f"{path}: its MD5 differs from the official {md5}; "
                          "delete it to download it again")
     return path
 
@@ -114,25 +111,10 @@ def _mnist_file(path: Path, download: bool, timeout: float) -> Path:
 
 def fsdd_manifest(path: str | Path = FSDD_MANIFEST) -> dict[str, str]:
     """File name -> SHA-256 of every FSDD recording, from the manifest shipped in the package."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"missing FSDD manifest {path}; reinstall mmcourse")
-    manifest = {}
-    for n, line in enumerate(gzip.decompress(path.read_bytes()).decode().splitlines(), 1):
-        parts = line.split()
-        if len(parts) != 2 or not SHA256_HEX.match(parts[0]) or not FSDD_NAME.match(parts[1]):
-            raise ValueError(f"{path}, line {n}: expected "
-                             f"'<sha256>  <digit>_<speaker>_<take>.wav', got {line!r}")
-        manifest[parts[1]] = parts[0]
-    return manifest
-
-
-def write_fsdd_manifest(recordings: str | Path, out: str | Path = FSDD_MANIFEST) -> int:
-    """Write the manifest from a folder of verified recordings; returns the number of files."""
-    names = sorted((p.name for p in Path(recordings).glob("*.wav")), key=fsdd_key)
-    text = "".join(f"{file_digest(Path(recordings) / n)}  {n}\n" for n in names)
-    Path(out).write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
-    return len(names)
+    try:
+        return read_manifest(path, FSDD_NAME)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} (the FSDD manifest); reinstall: {REINSTALL}") from None
 
 
 def fsdd_key(name: str) -> tuple[int, str, int]:
@@ -145,14 +127,7 @@ def fsdd_key(name: str) -> tuple[int, str, int]:
 
 def check_fsdd(recordings: str | Path) -> list[str]:
     """Problems found in a folder of recordings (missing files, wrong SHA-256); empty when good."""
-    problems = []
-    for name, digest in fsdd_manifest().items():
-        path = Path(recordings) / name
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-        elif file_digest(path) != digest:
-            problems.append(f"{path}: SHA-256 differs from the manifest")
-    return problems
+    return manifest_problems(recordings, fsdd_manifest())
 
 
 def load_fsdd(split: str = "test", root: str | Path | None = None, *, download: bool = True,
