@@ -31,7 +31,8 @@ def test_readme_says_exactly_what_environment_yml_pins():
     readme = " ".join((ROOT / "README.md").read_text().split())
     claim = re.search(r"The environment pins Python ([\d.]+) \(from conda-forge\) and, through "
                       r"pip, the packages that `pyproject.toml` lists as dependencies and in its "
-                      r"`dev` extra \(all but ((?:`[\w-]+`(?:, )?)+)\) at the versions of "
+                      r"((?:`\w+`(?:, | and )?)+) extras? \(all but ((?:`[\w-]+`(?:, )?)+)\) at the "
+                      r"versions of "
                       r"`requirements.lock`", readme)
     assert claim, "README's sentence on environment.yml changed: keep it exact"
     env = (ROOT / "environment.yml").read_text()
@@ -40,8 +41,11 @@ def test_readme_says_exactly_what_environment_yml_pins():
     python = re.search(r"^\s*-\s*python=([\d.]+)", env, re.M)
     assert python and python[1] == claim[1]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = re.findall(r"`(\w+)`", claim[2])
+    assert set(extras) == set(project["optional-dependencies"]), "name every extra, or say why not"
     named = {canonicalize_name(Requirement(r).name)
-             for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    left_out = {canonicalize_name(n) for n in re.findall(r"`([\w-]+)`", claim[2])}
+             for r in project["dependencies"]
+             + [r for extra in extras for r in project["optional-dependencies"][extra]]}
+    left_out = {canonicalize_name(n) for n in re.findall(r"`([\w-]+)`", claim[3])}
     assert pins == named - left_out
     assert left_out <= named
