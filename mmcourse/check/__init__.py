@@ -3,7 +3,7 @@
 Every exercise in the notebooks has a checker here, called by the exercise's name::
 
     from mmcourse import check
-    check.causal_mask(causal_mask)   # raises CheckFailure naming the first thing that is wrong
+    check.minmax_scale(minmax_scale)   # raises CheckFailure naming the first thing that is wrong
 
 Each topic's checkers live in a module of their own (``check.attention``, ``check.conv``, ...)
 and are imported here by name, so ``dir(check)`` and tab completion list them all;
@@ -16,41 +16,36 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from mmcourse.check.attention import attention_head, causal_mask, stable_softmax
-from mmcourse.check.audio import add_noise, hann_window, hz_to_mel_slaney
-from mmcourse.check.basics import minmax_scale
+from mmcourse.check.attention import alibi_attention, cross_attention, multi_query_attention
+from mmcourse.check.audio import fir_response_db, hz_to_mel_slaney, istft
+from mmcourse.check.basics import minmax_scale, trim_silence
 from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
 from mmcourse.check.contrastive import class_prototypes, info_nce_loss, recall_at_k
-from mmcourse.check.conv import conv1d_unfold, max_pool2d_padded, receptive_field
+from mmcourse.check.conv import depthwise_separable_conv2d, max_pool2d_padded, receptive_field
 from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
 from mmcourse.check.fusion import average_probabilities, outer_with_ones, softmax_weighted_sum
 from mmcourse.check.rnn import lstm_proj_step, mean_valid_steps, reverse_padded
 from mmcourse.check.scaling import combine_shard_gradients, scaled_lr, shard_indices
-from mmcourse.check.text import (
-    bag_of_embeddings,
-    embedding_backward,
-    last_valid_step,
-    naive_bayes_posterior,
-)
+from mmcourse.check.text import bigram_counts, char_ngrams, embedding_backward
 
 EXERCISES: tuple[str, ...] = (
     "minmax_scale",
-    "causal_mask",
-    "stable_softmax",
-    "attention_head",
+    "trim_silence",
+    "cross_attention",
+    "alibi_attention",
+    "multi_query_attention",
     "receptive_field",
     "max_pool2d_padded",
-    "conv1d_unfold",
+    "depthwise_separable_conv2d",
     "lstm_proj_step",
     "reverse_padded",
     "mean_valid_steps",
-    "naive_bayes_posterior",
-    "embedding_backward",
-    "bag_of_embeddings",
-    "last_valid_step",
-    "hann_window",
+    "istft",
     "hz_to_mel_slaney",
-    "add_noise",
+    "fir_response_db",
+    "char_ngrams",
+    "bigram_counts",
+    "embedding_backward",
     "outer_with_ones",
     "softmax_weighted_sum",
     "average_probabilities",
