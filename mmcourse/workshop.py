@@ -33,7 +33,7 @@ class Session:
 
 PLANS: dict[str, list[list[Session]]] = {
     "One day: multimodal foundations": [
-        [Session("00", 20), Session("02", 55), Session("05", 35), Session("07", 55),
+        [Session("00", 20), Session("02", 55), Session("05", 30), Session("07", 50),
          Session("08", 45)],
     ],
     "Three days: the whole course": [

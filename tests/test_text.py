@@ -68,24 +68,6 @@ def test_naive_bayes_fit_bad_input():
 # each checker: passes a right answer, catches a typical mistake
 
 
-def posterior_right(x, log_prior, log_likelihood):
-    return torch.softmax(x @ log_likelihood.T + log_prior, dim=1)
-
-
-def posterior_logsumexp(x, log_prior, log_likelihood):
-    s = x @ log_likelihood.T + log_prior
-    return (s - s.logsumexp(1, keepdim=True)).exp()
-
-
-def posterior_naive_exp(x, log_prior, log_likelihood):
-    p = (x @ log_likelihood.T + log_prior).exp()  # underflows to 0/0 for long documents
-    return p / p.sum(1, keepdim=True)
-
-
-def posterior_unnormalized(x, log_prior, log_likelihood):
-    return (x @ log_likelihood.T + log_prior).exp()
-
-
 def emb_backward_right(ids, grad_out, V, padding_idx):
     onehot = F.one_hot(ids, V).to(grad_out.dtype)  # (B, T, V)
     grad = torch.einsum("btv,btd->vd", onehot, grad_out)
@@ -104,35 +86,10 @@ def emb_backward_overwrites(ids, grad_out, V, padding_idx):
     return grad
 
 
-def bag_right(ids, lengths, weight):
-    valid = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).to(weight.dtype)
-    return (weight[ids] * valid[..., None]).sum(1) / lengths[:, None].to(weight.dtype)
-
-
-def bag_over_all_steps(ids, lengths, weight):
-    return weight[ids].mean(1)
-
-
-def bag_detached(ids, lengths, weight):
-    return bag_right(ids, lengths, weight.detach())
-
-
-def last_right(h, lengths):
-    return h.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, h.shape[2]))[:, 0]
-
-
-def last_padded_step(h, lengths):
-    return h[:, -1]
-
-
 @pytest.mark.parametrize(
     "name, right",
     [
-        ("naive_bayes_posterior", posterior_right),
-        ("naive_bayes_posterior", posterior_logsumexp),
         ("embedding_backward", emb_backward_right),
-        ("bag_of_embeddings", bag_right),
-        ("last_valid_step", last_right),
     ],
 )
 def test_checker_passes(name, right):
@@ -142,13 +99,8 @@ def test_checker_passes(name, right):
 @pytest.mark.parametrize(
     "name, wrong, message",
     [
-        ("naive_bayes_posterior", posterior_naive_exp, "entries differ.*nan"),
-        ("naive_bayes_posterior", posterior_unnormalized, "entries differ"),
         ("embedding_backward", emb_backward_no_padding, "entries differ"),
         ("embedding_backward", emb_backward_overwrites, "entries differ"),
-        ("bag_of_embeddings", bag_over_all_steps, "entries differ"),
-        ("bag_of_embeddings", bag_detached, "not connected"),
-        ("last_valid_step", last_padded_step, "entries differ"),
     ],
 )
 def test_checker_catches(name, wrong, message):

@@ -1,13 +1,16 @@
-"""Checkers for the convolution chapter: receptive fields, padded max pooling, 1-D conv by unfold."""
+"""Checkers for the convolution chapter: receptive fields, padded max pooling, and a depthwise
+separable convolution built from unfold."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.comparison import compare, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
+from mmcourse.check.hints import compare_with_hints
 
 
 def _randint(lo: int, hi: int, gen: torch.Generator) -> int:
@@ -62,24 +65,71 @@ def max_pool2d_padded(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor])
     return compare(fn, F.max_pool2d, cases, name="max_pool2d_padded", grad=True)
 
 
-def _conv1d_reference(
-    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride: int, padding: int
-) -> torch.Tensor:
-    return F.conv1d(x, w, b, stride=stride, padding=padding)
+@contextmanager
+def _without_library_convolution() -> Iterator[None]:
+    """Inside: F.conv2d, torch.conv2d and nn.Conv2d raise, so the answer must build its own."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise CheckFailure("this exercise builds the convolution itself (unfold, then a matrix "
+                           "product or einsum): F.conv2d, torch.conv2d and nn.Conv2d are off")
+
+    saved = F.conv2d, torch.conv2d
+    F.conv2d = torch.conv2d = refuse
+    try:
+        yield
+    finally:
+        F.conv2d, torch.conv2d = saved
 
 
-def conv1d_unfold(
-    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Tensor],
-) -> str:
-    """``fn(x, w, b, stride, padding)`` equals ``F.conv1d``, values and gradients."""
+def depthwise_separable_reference(x: torch.Tensor, w_depth: torch.Tensor, w_point: torch.Tensor,
+                                  padding: int) -> torch.Tensor:
+    """A k x k filter per channel (groups = C), then a 1 x 1 convolution that mixes channels.
 
-    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
-        b, c, o = _randint(1, 3, gen), _randint(1, 3, gen), _randint(1, 4, gen)
-        k, s, p = _randint(1, 5, gen), _randint(1, 3, gen), _randint(0, 2, gen)
-        length = k + _randint(0, 9, gen)
-        x = torch.randn(b, c, length, generator=gen, dtype=torch.float64)
-        w = torch.randn(o, c, k, generator=gen, dtype=torch.float64)
-        bias = torch.randn(o, generator=gen, dtype=torch.float64)
-        return (x.requires_grad_(), w.requires_grad_(), bias.requires_grad_(), s, p)
+    x (B, C, H, W), w_depth (C, 1, k, k), w_point (O, C, 1, 1) -> (B, O, H_out, W_out).
+    """
+    depth = F.conv2d(x, w_depth, padding=padding, groups=x.shape[1])  # (B, C, H_out, W_out)
+    return F.conv2d(depth, w_point)  # (B, O, H_out, W_out)
 
-    return compare(fn, _conv1d_reference, random_cases(make, n=30), name="conv1d_unfold", grad=True)
+
+def _depthwise_summed_over_channels(x, w_depth, w_point, padding):
+    C = x.shape[1]
+    full = w_depth.expand(C, C, *w_depth.shape[-2:])  # every filter reads every channel
+    return F.conv2d(F.conv2d(x, full, padding=padding), w_point)
+
+
+def _pointwise_first(x, w_depth, w_point, padding):
+    if w_point.shape[0] != x.shape[1]:
+        return torch.zeros(0)
+    mixed = F.conv2d(x, w_point)
+    return F.conv2d(mixed, w_depth, padding=padding, groups=mixed.shape[1])
+
+
+def depthwise_separable_conv2d(
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor],
+) -> Passed:
+    """``fn(x, w_depth, w_point, padding)`` equals depthwise then pointwise ``F.conv2d``,
+    values and gradients, without calling ``F.conv2d`` itself."""
+
+    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        b, c, o = _randint(1, 3, gen), _randint(2, 4, gen), _randint(1, 4, gen)
+        k, p = _randint(1, 4, gen), _randint(0, 2, gen)
+        h, w = k + _randint(0, 5, gen), k + _randint(0, 5, gen)
+        x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64)
+        w_depth = torch.randn(c, 1, k, k, generator=gen, dtype=torch.float64)
+        w_point = torch.randn(o, c, 1, 1, generator=gen, dtype=torch.float64)
+        return (x.requires_grad_(), w_depth.requires_grad_(), w_point.requires_grad_(), p)
+
+    def guarded(*args: object) -> torch.Tensor:
+        with _without_library_convolution():
+            return fn(*args)
+
+    guarded.__name__ = "depthwise_separable_conv2d"
+    variants = {
+        "the depthwise step sums over the input channels like an ordinary convolution; each "
+        "channel c must be filtered by its own kernel w_depth[c] alone (no sum over c)":
+            _depthwise_summed_over_channels,
+        "the 1 x 1 (pointwise) mixing comes first; filter each channel, then mix":
+            _pointwise_first,
+    }
+    return compare_with_hints(guarded, depthwise_separable_reference, random_cases(make, n=30),
+                              variants, "depthwise_separable_conv2d", grad=True)

@@ -16,31 +16,17 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
+from mmcourse.check.comparison import Passed, random_cases
+from mmcourse.check.hints import compare_with_hints
 
 Fn = Callable[..., Any]
-
-
-def _explain(
-    failure: CheckFailure, fn: Fn, cases: list, variants: dict[str, Callable], name: str
-) -> CheckFailure:
-    """``failure``, with a hint when ``fn`` matches one of the known wrong ``variants``."""
-    for hint, variant in variants.items():
-        try:
-            compare(fn, variant, cases[:5], name=name)
-        except CheckFailure:
-            continue
-        return CheckFailure(f"{failure}\nHint: your {name} matches a known mistake: {hint}")
-    return failure
 
 
 def _check_with_hints(
     fn: Fn, reference: Callable, cases: list, variants: dict[str, Callable], name: str
 ) -> Passed:
-    try:
-        return compare(fn, reference, cases, name=name, atol=1e-8, rtol=1e-6, grad=True)
-    except CheckFailure as failure:
-        raise _explain(failure, fn, cases, variants, name) from None
+    return compare_with_hints(fn, reference, cases, variants, name, atol=1e-8, rtol=1e-6,
+                              grad=True)
 
 
 # --- one LSTM step with a projection (nn.LSTM with proj_size) ---------------------------

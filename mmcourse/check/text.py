@@ -1,5 +1,5 @@
-"""Checkers for the text chapter: Naive Bayes posteriors, embedding gradients, pooling over
-padded sequences.
+"""Checkers for the text chapter: character n-grams, bigram counts for Naive Bayes, and the
+gradient of an embedding table.
 
 The references here are plain and short on purpose: :func:`naive_bayes_fit` is also the
 reference that the tests compare with scikit-learn's ``MultinomialNB``.
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mmcourse.check.comparison import Passed, compare, random_cases
+from mmcourse.check.hints import compare_with_hints
 
 # ---------------------------------------------------------------------------------------------
 # references
@@ -51,12 +52,6 @@ def naive_bayes_predict(
     return x.to(log_likelihood.dtype) @ log_likelihood.T + log_prior  # (N, C)
 
 
-def _naive_bayes_posterior(
-    x: torch.Tensor, log_prior: torch.Tensor, log_likelihood: torch.Tensor
-) -> torch.Tensor:
-    return torch.softmax(naive_bayes_predict(x, log_prior, log_likelihood), dim=1)  # (N, C)
-
-
 def _embedding_backward(
     ids: torch.Tensor, grad_out: torch.Tensor, V: int, padding_idx: int
 ) -> torch.Tensor:
@@ -66,33 +61,30 @@ def _embedding_backward(
     return grad  # (V, d)
 
 
-def _bag_of_embeddings(
-    ids: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor
-) -> torch.Tensor:
-    e = weight[ids]  # (B, T, d)
-    valid = torch.arange(ids.shape[1])[None, :] < lengths[:, None]  # (B, T)
-    total = (e * valid[..., None].to(e.dtype)).sum(1)  # (B, d)
-    return total / lengths[:, None].to(e.dtype)
+def char_ngrams_reference(text: str, n: int) -> list[str]:
+    """The character n-grams of every word of ``text``, each word marked as ``<word>``; a word
+    shorter than n - 1 letters gives its marked self."""
+    grams = []
+    for word in text.split():
+        w = f"<{word}>"
+        grams += [w] if len(w) <= n else [w[i : i + n] for i in range(len(w) - n + 1)]
+    return grams
 
 
-def _last_valid_step(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    return h[torch.arange(h.shape[0]), lengths - 1]  # (B, d)
+def bigram_counts_reference(tokens: torch.Tensor, lengths: torch.Tensor, V: int) -> torch.Tensor:
+    """(N, V * V) float64: entry a * V + b counts the adjacent pairs (a, b) among the first
+    ``lengths[n]`` tokens of row n."""
+    N, T = tokens.shape
+    out = torch.zeros(N, V * V, dtype=torch.float64)
+    for r in range(N):
+        ids = tokens[r, : int(lengths[r])].tolist()
+        for a, b in zip(ids, ids[1:], strict=False):
+            out[r, a * V + b] += 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
 # random cases
-
-
-def _counts_case(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    n_classes = int(torch.randint(2, 5, (), generator=gen))
-    v = int(torch.randint(3, 12, (), generator=gen))
-    n = n_classes + int(torch.randint(0, 20, (), generator=gen))
-    x = torch.randint(0, 4, (n, v), generator=gen).to(torch.float64)
-    # every class present at least once; class order shuffled
-    y = torch.cat([torch.arange(n_classes), torch.randint(0, n_classes, (n - n_classes,), generator=gen)])
-    y = y[torch.randperm(n, generator=gen)]
-    alpha = [1.0, 0.5, 2.0, 0.1][int(torch.randint(0, 4, (), generator=gen))]
-    return x, y, n_classes, alpha
 
 
 def _lengths_case(gen: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -105,21 +97,6 @@ def _lengths_case(gen: torch.Generator) -> tuple[torch.Tensor, int]:
 
 # ---------------------------------------------------------------------------------------------
 # exercises
-
-
-def naive_bayes_posterior(fn: Callable[..., torch.Tensor]) -> Passed:
-    """``fn(x (N, V), log_prior (C,), log_likelihood (C, V)) -> (N, C)``, the posteriors P(c | x)."""
-
-    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, y, n_classes, alpha = _counts_case(gen)
-        log_prior, log_likelihood = naive_bayes_fit(x, y, n_classes, alpha)
-        if bool(torch.rand((), generator=gen) < 0.5):  # long documents: scores far below -745
-            x = x * int(torch.randint(100, 400, (), generator=gen))
-        return x, log_prior, log_likelihood
-
-    return compare(
-        fn, _naive_bayes_posterior, random_cases(make), name="naive_bayes_posterior", atol=1e-9
-    )
 
 
 def embedding_backward(fn: Callable[..., torch.Tensor]) -> Passed:
@@ -135,28 +112,50 @@ def embedding_backward(fn: Callable[..., torch.Tensor]) -> Passed:
     return compare(fn, _embedding_backward, random_cases(make), name="embedding_backward")
 
 
-def bag_of_embeddings(fn: Callable[..., torch.Tensor]) -> Passed:
-    """``fn(ids (B, T), lengths (B,), weight (V, d)) -> (B, d)``: mean over the valid tokens."""
+def char_ngrams(fn: Callable[[str, int], list[str]]) -> Passed:
+    """``fn(text, n) -> list[str]``: the n-grams of each ``<word>``, in order."""
+    words = ["even", "evven", "odd", "od", "a", "is", "seven", "sveen", "than", "thna", "prime"]
 
-    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def make(gen: torch.Generator) -> tuple[str, int]:
+        k = int(torch.randint(1, 5, (), generator=gen))
+        text = " ".join(words[int(i)] for i in torch.randint(0, len(words), (k,), generator=gen))
+        return text, int(torch.randint(2, 5, (), generator=gen))
+
+    cases = [("even", 3), ("a", 3), ("an odd", 2), *random_cases(make)]
+    variants = {
+        "the words are not marked: add '<' before and '>' after each word, so that the "
+        "n-grams at the start and end of a word differ from those inside it":
+            lambda t, n: [g for w in t.split() for g in
+                          ([w] if len(w) <= n else [w[i : i + n] for i in range(len(w) - n + 1)])],
+        "the n-grams run across the space between words; cut the text into words first":
+            lambda t, n: (lambda s: [s[i : i + n] for i in range(len(s) - n + 1)])(
+                "<" + t.replace(" ", "><") + ">"),
+    }
+    return compare_with_hints(fn, char_ngrams_reference, cases, variants, "char_ngrams")
+
+
+def bigram_counts(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> Passed:
+    """``fn(tokens (N, T), lengths (N,), V) -> (N, V * V)``: counts of adjacent id pairs."""
+
+    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
         lengths, T = _lengths_case(gen)
-        v, d = (int(n) for n in torch.randint(2, 7, (2,), generator=gen))
-        ids = torch.randint(0, v, (lengths.shape[0], T), generator=gen)  # padding holds any id
-        weight = torch.randn(v, d, generator=gen, dtype=torch.float64).requires_grad_()
-        return ids, lengths, weight
+        V = int(torch.randint(2, 6, (), generator=gen))
+        tokens = torch.randint(1, V, (lengths.shape[0], T), generator=gen)  # repeated pairs occur
+        tokens[torch.arange(T)[None, :] >= lengths[:, None]] = 0  # pad id 0 after each text
+        return tokens, lengths, V
 
-    return compare(
-        fn, _bag_of_embeddings, random_cases(make), name="bag_of_embeddings", grad=True
-    )
+    def with_padding(tokens, lengths, V):
+        return bigram_counts_reference(tokens, torch.full_like(lengths, tokens.shape[1]), V)
 
+    def transposed(tokens, lengths, V):
+        N = tokens.shape[0]
+        return bigram_counts_reference(tokens, lengths, V).view(N, V, V).transpose(1, 2).reshape(N, -1)
 
-def last_valid_step(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Passed:
-    """``fn(h (B, T, d), lengths (B,)) -> (B, d)``: each sequence's output at its last real step."""
-
-    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths, T = _lengths_case(gen)
-        d = int(torch.randint(1, 5, (), generator=gen))
-        h = torch.randn(lengths.shape[0], T, d, generator=gen, dtype=torch.float64)
-        return h.requires_grad_(), lengths
-
-    return compare(fn, _last_valid_step, random_cases(make), name="last_valid_step", grad=True)
+    variants = {
+        "pairs that reach into the padding are counted; a pair (t, t + 1) counts only when "
+        "t + 1 < lengths[n]": with_padding,
+        "the pair index is b * V + a; the first word of the pair picks the block: a * V + b":
+            transposed,
+    }
+    return compare_with_hints(fn, bigram_counts_reference, random_cases(make), variants,
+                              "bigram_counts")
