@@ -23,6 +23,7 @@ import torchaudio
 from torch import nn
 
 from mmcourse.nn.sequence import SequenceEncoder, length_mask
+from mmcourse.nn.validate import value_checks_enabled
 
 __all__ = ["AudioFrontEnd", "AudioEncoder", "add_noise", "hz_to_mel", "mel_to_hz", "snr_db"]
 
@@ -44,7 +45,7 @@ def _check_waveform(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tens
     if lengths.is_floating_point() or lengths.dtype == torch.bool:
         raise TypeError(f"expected integer lengths, got dtype {lengths.dtype}")
     lengths = lengths.to(device=x.device, dtype=torch.long)
-    if bool(((lengths < 1) | (lengths > L)).any()):
+    if value_checks_enabled() and bool(((lengths < 1) | (lengths > L)).any()):  # a host read
         raise ValueError(f"expected lengths in [1, L = {L}], got {lengths.tolist()}")
     return lengths
 
@@ -302,6 +303,10 @@ class AudioEncoder(nn.Module):
             self.body = SequenceEncoder(n_feat, hidden, **sequence_kwargs)
             d = self.body.out_dim
             self.head = nn.Identity() if d == out_dim else nn.Linear(d, out_dim)
+
+    def check_input(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Raise a clear error unless ``x`` (B, L) and ``lengths`` (B,) in [1, L] are valid."""
+        _check_waveform(x, lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         feats, t = self.front_end(x, lengths)  # (B, F, T), (B,)
