@@ -375,3 +375,15 @@ def test_large_negative_float_mask_blocks_a_whole_row_like_minus_inf(big: float)
         if need_weights:
             torch.testing.assert_close(w_big, w_inf)
             assert (w_big[0, :, 1] == 0).all()
+
+
+def test_traces_without_graph_break_for_any_batch_size() -> None:
+    """Under torch.compile the batch axis may be symbolic: checks must not turn it into text."""
+    torch._dynamo.reset()
+    mha = MultiHeadAttention(8, 2)
+    x, y = torch.randn(3, 4, 8), torch.randn(3, 5, 8)
+    torch._dynamo.mark_dynamic(x, 0)
+    torch._dynamo.mark_dynamic(y, 0)
+    explained = torch._dynamo.explain(mha)(x, y, need_weights=True)
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]

@@ -65,6 +65,19 @@ def test_fit_compiles_one_graph_and_equals_eager(fusion, data):
     assert_same_weights(eager, compiled, rtol=1e-3, atol=1e-4)
 
 
+def test_main_job_shapes_compile_without_graph_break():
+    """As in the main job: a ragged last batch (the batch axis becomes dynamic) and validation
+    (inference mode): three graphs, no break."""
+    whole = load_split("val").tensors()
+    train = {k: v[:40] for k, v in whole.items()}  # batches of 16, 16 and 8
+    val = {k: v[40:60] for k, v in whole.items()}
+    backend = CompileCounterWithBackend("aot_eager")
+    h = fit(build_model("late"), train, val, **RUN, compile=backend)
+    assert graph_breaks() == [], graph_breaks()
+    assert backend.frame_count == 3  # training (B = 16), training (any B), evaluation
+    assert len(h.val_loss) == 2
+
+
 def test_explain_finds_no_graph_break_in_the_main_model(data):
     """The same with torch._dynamo.explain, on the main job's model in training mode."""
     model = build_model("late").train()

@@ -60,8 +60,8 @@ def key_padding_mask(lengths: torch.Tensor, T: int | None = None) -> torch.Tenso
 def _check_input(name: str, x: torch.Tensor, last: int, B: int | None = None) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected {name} as a tensor, got {type(x).__name__}")
-    b = "B" if B is None else str(B)
     if x.dim() != 3 or x.shape[-1] != last or (B is not None and x.shape[0] != B):
+        b = "B" if B is None else B
         raise ValueError(f"expected {name} of shape ({b}, T, {last}), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"expected {name} of a floating-point dtype, got {x.dtype}")
