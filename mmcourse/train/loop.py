@@ -393,8 +393,10 @@ def fit(
     Speed: ``amp`` "auto" (bf16, or fp16 with a grad scaler, on CUDA; off on the CPU), "bf16",
     "fp16" or None; ``compile=True`` wraps model and loss in ``torch.compile`` (inductor), a
     string or function picks another backend (``"aot_eager"`` traces the graphs, forward and
-    backward, without generating code: quick to compile, for checks); ``channels_last``
-    stores 4-D inputs and conv weights as NHWC; ``fused`` AdamW (default: on CUDA).
+    backward, without generating code: quick to compile, for checks); LSTM and GRU layers
+    are traced into the graph (Dynamo's ``allow_rnn``, on for fit's compiled calls only);
+    ``channels_last`` stores 4-D inputs and conv weights as NHWC; ``fused`` AdamW (default:
+    on CUDA; with the grad scaler of fp16, only the fused kernel avoids a sync per step).
 
     Optimization: ``grad_clip`` (max global gradient norm), ``schedule`` ("cosine",
     "onecycle", "constant" or a function step -> factor) stepped per batch after ``warmup``
