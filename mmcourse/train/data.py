@@ -2,17 +2,18 @@
 
 Whatever comes in, the loop sees an iterable of dict batches with a ``"label"`` key. A whole
 split given as a dict of tensors is moved to the device once and cut into batches by a
-shuffled index, so there is no DataLoader (no worker processes, no host-to-device copies).
+shuffled index, so there is no DataLoader (no worker processes, no copy of the data per batch).
 
 Shuffling depends only on ``(seed, epoch)``, so epoch 5 sees the same order whether the run
-started at epoch 0 or was resumed from a checkpoint. An epoch's index goes to the device in
-one copy before its first batch; a batch is then cut out on the device, with no host read.
-
-Input values are checked (``check``, e.g. the model's ``check_input``) where reading them is
-free: a whole split once, when the Split is made, before it moves to the device; a Dataset
-or DataLoader batch by batch, on the CPU, before it moves. Under data parallelism (``world_size >
+started at epoch 0 or was resumed from a checkpoint. Under data parallelism (``world_size >
 1``) every global batch of ``batch_size`` indices is dealt out round-robin to the ranks,
-exactly as one process would have used it, so the averaged gradient is the same.
+exactly as one process would have used it, so the averaged gradient is the same. An epoch's
+index goes to the device in one copy before its first batch; each batch is then cut out on
+the device, with no host read.
+
+Input values are checked (``check``, e.g. the model's ``check_input``) where reading them costs
+little: a whole split once, when the Split is made, before it moves to the device; a Dataset
+or a DataLoader batch by batch, on the CPU, before the batch moves.
 """
 
 from __future__ import annotations
