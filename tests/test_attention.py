@@ -350,3 +350,40 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
                      need_weights=nw)
         assert torch.isfinite(out).all()
         torch.testing.assert_close(out.float().cpu(), e, **tol)
+
+
+def test_key_padding_mask_refuses_lengths_beyond_t() -> None:
+    with pytest.raises(ValueError, match=r"expected lengths in \[0, T = 4\], got min 2, max 6"):
+        key_padding_mask(torch.tensor([2, 6]), 4)
+    with pytest.raises(ValueError, match=r"expected lengths in \[0, T = 4\], got min -1, max 2"):
+        key_padding_mask(torch.tensor([-1, 2]), 4)
+    assert key_padding_mask(torch.tensor([0, 4]), 4)[0].all()  # an empty sequence: all padding
+
+
+@pytest.mark.parametrize("big", [-1e4, -1e9, torch.finfo(F64).min])
+def test_large_negative_float_mask_blocks_a_whole_row_like_minus_inf(big: float) -> None:
+    _, ours = pair(E=8, H=2)
+    x = torch.randn(1, 3, 8, dtype=F64)
+    inf_mask, big_mask = torch.zeros(3, 3, dtype=F64), torch.zeros(3, 3, dtype=F64)
+    inf_mask[1], big_mask[1] = float("-inf"), big  # query 1 may attend to nothing
+    inf_mask[2, 0], big_mask[2, 0] = float("-inf"), big  # query 2: key 0 blocked
+    for need_weights in (False, True):
+        out_inf, w_inf = ours(x, attn_mask=inf_mask, need_weights=need_weights)
+        out_big, w_big = ours(x, attn_mask=big_mask, need_weights=need_weights)
+        torch.testing.assert_close(out_big, out_inf)
+        torch.testing.assert_close(out_big[0, 1], ours.out_proj.bias)  # zero attention output
+        if need_weights:
+            torch.testing.assert_close(w_big, w_inf)
+            assert (w_big[0, :, 1] == 0).all()
+
+
+def test_traces_without_graph_break_for_any_batch_size() -> None:
+    """Under torch.compile the batch axis may be symbolic: checks must not turn it into text."""
+    torch._dynamo.reset()
+    mha = MultiHeadAttention(8, 2)
+    x, y = torch.randn(3, 4, 8), torch.randn(3, 5, 8)
+    torch._dynamo.mark_dynamic(x, 0)
+    torch._dynamo.mark_dynamic(y, 0)
+    explained = torch._dynamo.explain(mha)(x, y, need_weights=True)
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]

@@ -85,3 +85,10 @@ def test_bad_inputs_name_the_expected_shapes():
         similarity(torch.randn(3, 4), torch.randn(3, 5))
     with pytest.raises(ValueError, match="positive temperature"):
         InfoNCE(0.0)
+
+
+@pytest.mark.parametrize("tau", [0.0, -0.5, torch.tensor(0.0), torch.tensor(-1.0)])
+def test_non_positive_temperature_is_refused(tau):
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    with pytest.raises(ValueError, match="expected a positive temperature"):
+        info_nce(a, b, tau)

@@ -79,3 +79,28 @@ def test_bad_inputs_name_what_was_expected():
     with pytest.raises(ValueError, match="empty"):
         accuracy(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
     assert not math.isnan(macro_f1(torch.tensor([1]), torch.tensor([1])))
+
+
+def test_evaluate_scores_are_the_metrics_of_its_predictions():
+    """One confusion matrix and one macro F1: the trainer's tally gives the metrics' numbers."""
+    from test_train import blobs, mlp
+
+    from mmcourse.train import evaluate
+
+    model = mlp()
+    data = blobs(90)
+    data["label"][:10] = 0  # some mistakes to count
+    result = evaluate(model, data, batch_size=16)
+    with torch.no_grad():
+        logits = model(data["image"])
+    assert torch.equal(result.confusion, confusion_matrix(logits, data["label"]))
+    assert result.macro_f1 == pytest.approx(macro_f1(logits, data["label"]))
+    assert result.accuracy == pytest.approx(accuracy(logits, data["label"]))
+
+
+def test_confusion_counts_by_hand():
+    from mmcourse.train.metrics import confusion_counts
+
+    pred, target = torch.tensor([0, 2, 2, 1]), torch.tensor([0, 2, 1, 1])
+    counts = confusion_counts(pred, target, 3)
+    assert torch.equal(counts, torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 1]]))

@@ -125,3 +125,41 @@ def test_multitask_loss_is_fused_plus_weighted_unimodal_losses():
 def test_encoders_must_match_the_fusion():
     with pytest.raises(ValueError, match="differ"):
         MultimodalClassifier({"image": nn.Identity()}, make_fusion("concat", {"audio": 3}))
+
+
+def test_missing_takes_known_names_only():
+    model = _model()
+    model.missing = {"audio"}
+    assert model.missing == frozenset({"audio"})
+    model.missing = "text"  # one name
+    assert model.missing == frozenset({"text"})
+    with pytest.raises(ValueError, match=r"unknown modalities \['smell'\]; this model has"):
+        model.missing = {"smell"}
+    model.missing = set()
+    assert model.missing == frozenset()
+
+
+def test_check_input_checks_every_encoder_present():
+    from mmcourse.nn import TextEncoder
+
+    encoders = {"image": nn.Sequential(nn.Flatten(), nn.Linear(64, 6)), "text": TextEncoder(20, 5)}
+    model = MultimodalClassifier(encoders, make_fusion("concat", {"image": 6, "text": 5}))
+    batch = _batch()
+    model.check_input(batch)
+    batch["tokens"][0, 0] = 25
+    with pytest.raises(ValueError, match=r"expected token ids in \[0, 20\)"):
+        model.check_input(batch)
+    model.missing = {"text"}
+    model.check_input({k: v for k, v in batch.items() if not k.startswith("tokens")})
+    model.missing = set()
+    with pytest.raises(KeyError, match="tokens_len"):
+        model.check_input({k: v for k, v in batch.items() if k != "tokens_len"})
+
+
+def test_may_skip_parameters():
+    assert not _model().may_skip_parameters
+    assert _model(aux_heads=True).may_skip_parameters  # a loss may ignore the aux logits
+    assert _model(modality_dropout=0.2).may_skip_parameters
+    model = _model()
+    model.missing = {"audio"}
+    assert model.may_skip_parameters

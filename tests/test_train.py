@@ -209,3 +209,94 @@ def test_plot_confusion_checks_its_input():
         plot_confusion(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="expected 2 class names, got 3"):
         plot_confusion(torch.zeros(2, 2), classes=["a", "b", "c"])
+
+
+class TemperedCE(nn.Module):
+    """Cross-entropy of logits / tau, with a learnable temperature tau = exp(log_tau)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_tau = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out / self.log_tau.exp(), y)
+
+
+def test_loss_parameters_are_optimized():
+    loss_fn = TemperedCE()
+    fit(mlp(), blobs(), epochs=3, lr=1e-2, loss_fn=loss_fn, device="cpu")
+    assert loss_fn.log_tau.item() != 0.5
+    # an optimizer given by the caller must update them too, or the run is refused
+    model = mlp()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"loss_fn has trainable parameters \['log_tau'\]"):
+        fit(model, blobs(), epochs=1, loss_fn=TemperedCE(), optimizer=sgd, device="cpu")
+    both = torch.optim.SGD([*model.parameters(), *loss_fn.parameters()], lr=0.1)
+    fit(model, blobs(), epochs=1, loss_fn=loss_fn, optimizer=both, device="cpu")
+
+
+class TwoTower(nn.Module):
+    """Two views of a point, each embedded by its own tower: a (N, 8) and b (N, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(2, 8), nn.Linear(2, 8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a(x), self.b(x + 0.1 * torch.randn_like(x))
+
+
+class PairLoss(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from mmcourse.nn import InfoNCE
+
+        self.nce = InfoNCE(0.5)
+
+    def forward(self, out: tuple, y: torch.Tensor) -> torch.Tensor:
+        return self.nce(*out)
+
+
+def test_info_nce_temperature_is_learned():
+    loss_fn = PairLoss()
+    before = loss_fn.nce.temperature.item()
+    h = fit(TwoTower(), blobs(), epochs=3, lr=3e-2, loss_fn=loss_fn, device="cpu")
+    assert loss_fn.nce.temperature.item() != pytest.approx(before)
+    assert h.train_loss[-1] < h.train_loss[0]
+
+
+def test_multimodal_classifier_takes_the_whole_batch():
+    from test_multimodal import _batch, _model
+
+    data = _batch()
+    model = _model("linear")
+    h = fit(model, data, epochs=2, batch_size=2, device="cpu")  # the default inputs
+    assert len(h.train_loss) == 2 and not math.isnan(h.train_loss[-1])
+    assert evaluate(model, data).n == 4
+    with pytest.raises(ValueError, match="takes the whole batch dict: pass inputs=None"):
+        fit(model, data, epochs=1, inputs=("image", "tokens"), device="cpu")
+
+
+def test_input_values_are_checked_once_per_split():
+    """Bad values are found before the first step, with the encoder's own message."""
+    from mmcourse.data import collate, load_split
+    from mmcourse.trimodal import build_model
+
+    whole = load_split("val").tensors()
+    data = {k: v[:8] for k, v in whole.items()}
+    bad = {**data, "tokens": data["tokens"].clone()}
+    bad["tokens"][3, 0] = 10_000
+    with pytest.raises(ValueError, match=r"expected token ids in \[0, \d+\) \(vocab_size\)"):
+        fit(build_model("concat", ["text"]), bad, epochs=1, device="cpu")
+    bad = {**data, "audio_len": data["audio_len"].clone()}
+    bad["audio_len"][2] = data["audio"].shape[1] + 1
+    with pytest.raises(ValueError, match="expected lengths in"):
+        fit(build_model("concat", ["audio"]), bad, epochs=1, device="cpu")
+    with pytest.raises(ValueError, match="expected lengths in"):
+        evaluate(build_model("concat", ["audio"]), bad)
+    bad = {**data, "tokens": data["tokens"].clone()}
+    bad["tokens"][6, 1] = -1
+    loader = DataLoader(DictItems(bad), batch_size=4, collate_fn=collate)  # checked on the CPU
+    with pytest.raises(ValueError, match=r"expected token ids in \[0, \d+\) \(vocab_size\), got ids in \[-1"):
+        fit(build_model("concat", ["text"]), loader, epochs=1, device="cpu")

@@ -15,6 +15,8 @@ from torch import nn
 from mmcourse.train import checkpoint as ckpt
 from mmcourse.train import fit, load_checkpoint, save_checkpoint
 
+TESTS = Path(__file__).parent  # subprocesses import the test helpers and this checkout
+
 
 def dropout_mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
@@ -207,9 +209,46 @@ def test_resume_in_a_new_process(tmp_path):
     fit(dropout_mlp(), train, val, **{**RUN, "epochs": 2}, checkpoint=path)
     script = tmp_path / "resume.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    pythonpath = os.pathsep.join([str(TESTS), str(TESTS.parent)])
+    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, script, path, tmp_path / "w.pt"], check=True, env=env,
                    timeout=120)
     resumed = dropout_mlp(seed=3)
     resumed.load_state_dict(torch.load(tmp_path / "w.pt"))
+    assert torch.equal(flat(resumed), flat(straight))
+
+
+def test_resume_with_more_epochs_follows_the_longer_schedule(tmp_path):
+    """2 epochs of cosine, resumed to 4: epochs 3-4 run at the rates of a 4-epoch run, not 0."""
+    train = blobs()
+    run = dict(lr=1e-2, batch_size=32, device="cpu", schedule="cosine")
+    h4 = fit(dropout_mlp(), train, epochs=4, **run)
+    path = tmp_path / "two.pt"
+    h2 = fit(dropout_mlp(), train, epochs=2, **run, checkpoint=path)
+    again = tmp_path / "again.pt"
+    again.write_bytes(path.read_bytes())
+    h = fit(dropout_mlp(seed=5), train, epochs=4, **run, checkpoint=path, resume=True)
+    assert h.lr[:2] == h2.lr  # the first run, as it ran
+    assert h.lr[2:] == pytest.approx(h4.lr[2:])  # then the 4-epoch schedule from step 16 on
+    assert min(h.lr) > 0 and h.train_loss[-1] < h.train_loss[1]
+    # without a schedule the rate is simply the one asked for
+    h = fit(dropout_mlp(), train, epochs=3, lr=5e-3, batch_size=32, device="cpu",
+            checkpoint=again, resume=True)
+    assert h.lr[2:] == [5e-3]
+
+
+def test_resume_restores_the_loss_parameters(tmp_path):
+    from test_train import TemperedCE
+
+    run = {**RUN, "loss_fn": None}
+    straight, loss_straight = dropout_mlp(), TemperedCE()
+    fit(straight, blobs(), **{**run, "loss_fn": loss_straight})
+    path = tmp_path / "run.pt"
+    fit(dropout_mlp(), blobs(), **{**run, "epochs": 2, "loss_fn": TemperedCE()}, checkpoint=path)
+    assert "log_tau" in load_checkpoint(path)["loss"]
+    resumed, loss_resumed = dropout_mlp(seed=3), TemperedCE()
+    with torch.no_grad():
+        loss_resumed.log_tau.fill_(2.0)  # scrambled: the file must restore it
+    fit(resumed, blobs(), **{**run, "loss_fn": loss_resumed}, checkpoint=path, resume=True)
+    assert torch.equal(loss_resumed.log_tau, loss_straight.log_tau)
     assert torch.equal(flat(resumed), flat(straight))

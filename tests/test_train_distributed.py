@@ -1,7 +1,10 @@
-"""Data parallelism: torchrun's environment, sharding of global batches, and a real 2-process
-DDP run (gloo on the CPU) that must end with the weights of single-process training."""
+"""Data parallelism: torchrun's environment, sharding of global batches, and real 2-process
+DDP runs (gloo on the CPU, on 127.0.0.1) that must end with the weights of single-process
+training: an MLP, and the course's tri-modal model with modality dropout and per-modality heads.
+"""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,9 +14,13 @@ import pytest
 import torch
 from test_train import blobs, mlp, one_thread  # noqa: F401 (autouse fixture)
 
+from mmcourse.nn import multimodal
+from mmcourse.nn.multimodal import MultimodalClassifier, MultiTaskLoss
 from mmcourse.train import evaluate, fit
 from mmcourse.train.data import shard_batches
 from mmcourse.train.distributed import DistEnv, dist_env
+
+TESTS = Path(__file__).parent  # subprocesses import the test helpers and this checkout
 
 
 def test_dist_env_reads_torchrun_variables(monkeypatch):
@@ -89,18 +96,29 @@ SCRIPT = textwrap.dedent(
 RUN = dict(epochs=3, lr=1e-2, batch_size=40, warmup=1, grad_clip=1.0, device="cpu")
 
 
-def run_ddp(tmp_path: Path, device: str) -> list[dict]:
-    """Train with torchrun, 2 processes, on ``device``; each rank's saved results."""
-    script = tmp_path / "train_ddp.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+def torchrun(tmp_path: Path, source: str, *args: str, prefix: str = "rank") -> list[dict]:
+    """Run ``source`` with torchrun, 2 processes on this machine only; each rank's results."""
+    script = tmp_path / f"{prefix}_ddp.py"
+    script.write_text(source)
+    pythonpath = os.pathsep.join([str(TESTS), str(TESTS.parent)])
+    env = {**os.environ, "PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo"}  # gloo talks over the loopback interface
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), str(tmp_path), device]
+    with socket.socket() as s:  # a free port on the loopback address
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--local-addr=127.0.0.1",
+           str(script), str(tmp_path), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [torch.load(tmp_path / f"rank{r}.pt", map_location="cpu") for r in (0, 1)]
+    return [torch.load(tmp_path / f"{prefix}{r}.pt", map_location="cpu") for r in (0, 1)]
+
+
+def run_ddp(tmp_path: Path, device: str) -> list[dict]:
+    """The MLP script with torchrun, 2 processes, on ``device``; each rank's saved results."""
+    return torchrun(tmp_path, SCRIPT, device)
 
 
 @pytest.mark.gpu
@@ -131,3 +149,75 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
         assert torch.equal(confusion, whole.confusion)
     assert (tmp_path / "ddp.pt").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+TRI_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import torch
+    from mmcourse.train import fit
+    from mmcourse.train.distributed import dist_env
+    from test_train_distributed import TRI_RUN, tri_data, tri_modal
+
+    torch.set_num_threads(1)
+    results = {}
+    for audio in ("sequence", "cnn"):
+        model, loss_fn = tri_modal(audio)
+        history = fit(model, tri_data(), loss_fn=loss_fn, **TRI_RUN)
+        results[audio] = {"model": model.state_dict(), "train_loss": history.train_loss}
+    torch.save(results, Path(sys.argv[1]) / f"tri{dist_env().rank}.pt")
+    """
+)
+
+TRI_RUN = dict(epochs=2, lr=3e-3, batch_size=32, device="cpu", seed=0)
+
+
+def tri_data() -> dict:
+    from mmcourse.data import load_split
+
+    whole = load_split("val").tensors()
+    return {k: v[:64] for k, v in whole.items()}  # 2 global batches of 32: 16 per process
+
+
+def tri_modal(audio: str) -> tuple[MultimodalClassifier, MultiTaskLoss]:
+    """The main job's model (late fusion) with modality dropout 0.3 and per-modality heads.
+
+    ``audio="cnn"``: the course's audio CNN, whose BatchNorm normalizes each process's half
+    batch by its own statistics, so 2 processes cannot equal 1. ``audio="sequence"``: an LSTM
+    over the same log-mel frames instead, with no batch statistics: 2 processes must equal 1.
+    """
+    from mmcourse.nn import AudioEncoder, AudioFrontEnd
+    from mmcourse.trimodal import DIM, build_model
+
+    base = build_model("late", seed=0)
+    encoders = dict(base.encoders)
+    if audio == "sequence":
+        encoders["audio"] = AudioEncoder(DIM, AudioFrontEnd(normalize=False), backbone="sequence")
+    model = MultimodalClassifier(encoders, base.fusion, aux_heads=True, modality_dropout=0.3)
+    return model, MultiTaskLoss(model)
+
+
+@pytest.mark.slow
+def test_ddp_tri_modal_with_modality_dropout_and_aux_heads(tmp_path, monkeypatch):
+    drawn = []
+    draw = multimodal._draw_dropped
+
+    def recorded(*args):
+        drawn.append(draw(*args))
+        return drawn[-1]
+
+    monkeypatch.setattr(multimodal, "_draw_dropped", recorded)
+    single, loss_fn = tri_modal("sequence")
+    h = fit(single, tri_data(), loss_fn=loss_fn, **TRI_RUN)
+    assert any(drawn)  # some step dropped a modality: its encoder took no part in that step
+
+    ranks = torchrun(tmp_path, TRI_SCRIPT, prefix="tri")
+    for r in ranks:
+        for name, p in single.state_dict().items():
+            torch.testing.assert_close(r["sequence"]["model"][name], p, rtol=1e-4, atol=1e-5)
+        assert r["sequence"]["train_loss"] == pytest.approx(h.train_loss, rel=1e-4)
+    a, b = (r["cnn"]["model"] for r in ranks)  # with BatchNorm: the replicas stay identical
+    for name, _ in tri_modal("cnn")[0].named_parameters():
+        assert torch.equal(a[name], b[name]), name
+    assert all(torch.isfinite(torch.tensor(r["cnn"]["train_loss"])).all() for r in ranks)

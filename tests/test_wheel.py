@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,6 +181,20 @@ def _check_cells(nb: nbformat.NotebookNode, names: list[str]) -> dict[str, str]:
     return found
 
 
+def _using_cells(nb: nbformat.NotebookNode, names: list[str]) -> dict[str, str]:
+    """nbval's names of the other cells that call a learner's function (e.g. to plot what it
+    computes): in a learner copy they fail too, with the stub's NotImplementedError."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    found = {}
+    for k, c in enumerate(code):
+        if c.source.startswith("# EXERCISE"):
+            continue
+        for name in names:
+            if re.search(rf"(?<![.\w]){name}\(", c.source):
+                found[f"Cell {k}"] = name
+    return found
+
+
 def _probe_cell(installed: Path) -> nbformat.NotebookNode:
     """A first cell that fails unless the kernel imports mmcourse from the installed wheel."""
     return nbformat.v4.new_code_cell(
@@ -213,7 +228,12 @@ def test_learner_copies_from_the_wheel_fail_at_each_exercise_then_pass(installed
     stubbed.parent.mkdir()
     nbformat.write(learner, stubbed)
     failed = _nbval(stubbed, env)
-    assert set(failed) == set(expected), f"expected failures at {expected}, got {sorted(failed)}"
+    using = _using_cells(learner, [ex.name for ex in exercises])
+    assert set(failed) == set(expected) | set(using), (
+        f"expected failures at the checkers {expected} and at the cells using the learner's "
+        f"functions {using}, got {sorted(failed)}")
+    for cell in using:
+        assert "NotImplementedError" in failed[cell], failed[cell]
     for cell, name in expected.items():
         assert f"CheckFailure: {name} is not written yet" in failed[cell], failed[cell]
         assert "mmcourse/check" not in failed[cell], "the checker's own frames are shown"

@@ -15,6 +15,12 @@ Masks follow ``nn.MultiheadAttention``: a boolean ``True`` means *blocked*.
 A query whose keys are all blocked has no distribution to average over; plain softmax gives
 NaN there. Here its output is defined as **zero** (and its attention weights as all zero),
 on every device and backend, with zero gradient flowing through it.
+
+Float masks often write "blocked" as a large negative number instead of ``-inf`` (-1e4 in
+fp16 code, -1e9, ``finfo.min``). Where a query also has an open key, such a value already
+gets (almost) zero weight. Where *every* key of a query is at or below ``BLOCKED`` (-1e4),
+the query counts as fully blocked too, and gets the zero output of a row of ``-inf``:
+plain softmax would instead spread its weight evenly over keys meant to be blocked.
 """
 
 from __future__ import annotations
@@ -25,14 +31,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcourse.nn.validate import value_checks_enabled
+
+BLOCKED = -1e4  # a float mask value at or below this blocks a key (see the module docstring)
+
 
 def key_padding_mask(lengths: torch.Tensor, T: int | None = None) -> torch.Tensor:
-    """(B, T) boolean mask, True at the padded positions t >= lengths[b]."""
+    """(B, T) boolean mask, True at the padded positions t >= lengths[b].
+
+    ``T`` defaults to the longest length (a read of ``lengths`` on the host). Lengths outside
+    ``[0, T]`` are an error, checked where that reads nothing on the host
+    (:mod:`mmcourse.nn.validate`).
+    """
     if not isinstance(lengths, torch.Tensor) or lengths.dim() != 1:
         raise ValueError(f"expected lengths as a 1-D tensor of shape (B,), got {lengths!r}")
     if lengths.is_floating_point() or lengths.dtype == torch.bool:
         raise TypeError(f"expected integer lengths, got dtype {lengths.dtype}")
-    T = int(lengths.max()) if T is None else T
+    if T is None:
+        T = int(lengths.max()) if len(lengths) else 0
+    elif len(lengths) and value_checks_enabled():
+        lo, hi = torch.stack([lengths.min(), lengths.max()]).tolist()
+        if lo < 0 or hi > T:
+            raise ValueError(f"expected lengths in [0, T = {T}], got min {lo}, max {hi}")
     steps = torch.arange(T, device=lengths.device)  # (T,)
     return steps[None, :] >= lengths[:, None]  # (B, T)
 
@@ -40,8 +60,8 @@ def key_padding_mask(lengths: torch.Tensor, T: int | None = None) -> torch.Tenso
 def _check_input(name: str, x: torch.Tensor, last: int, B: int | None = None) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected {name} as a tensor, got {type(x).__name__}")
-    b = "B" if B is None else str(B)
     if x.dim() != 3 or x.shape[-1] != last or (B is not None and x.shape[0] != B):
+        b = "B" if B is None else B
         raise ValueError(f"expected {name} of shape ({b}, T, {last}), got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"expected {name} of a floating-point dtype, got {x.dtype}")
@@ -101,10 +121,10 @@ def merge_masks(
 
 
 def _fully_blocked(mask: torch.Tensor) -> torch.Tensor:
-    """True for the queries (.., T_q) whose keys are all blocked."""
+    """True for the queries (.., T_q) whose keys are all blocked (float: at or below BLOCKED)."""
     if mask.dtype == torch.bool:
         return ~mask.any(dim=-1)
-    return torch.isneginf(mask).all(dim=-1)
+    return (mask <= BLOCKED).all(dim=-1)
 
 
 class MultiHeadAttention(nn.Module):

@@ -23,6 +23,7 @@ import torchaudio
 from torch import nn
 
 from mmcourse.nn.sequence import SequenceEncoder, length_mask
+from mmcourse.nn.validate import value_checks_enabled
 
 __all__ = ["AudioFrontEnd", "AudioEncoder", "add_noise", "hz_to_mel", "mel_to_hz", "snr_db"]
 
@@ -67,8 +68,9 @@ def _check_values(module: nn.Module) -> bool:
     """Whether ``module`` checks input values that need a host read: in eval mode, outside
     compiled code. A training step never waits for the device (nor breaks a compiled graph):
     its lengths come from ``collate``, which measured them, and are checked where a split is
-    prepared (``mmcourse.trimodal`` computes each split's features once, in eval mode)."""
-    return not (module.training or torch.compiler.is_compiling())
+    prepared (``mmcourse.trimodal`` computes each split's features once, in eval mode; ``fit``
+    checks each split once and trusts it afterwards, see :func:`mmcourse.nn.validate.trusted_inputs`)."""
+    return value_checks_enabled() and not module.training
 
 
 def time_mean(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -338,22 +340,34 @@ class AudioEncoder(nn.Module):
             d = self.body.out_dim
             self.head = nn.Identity() if d == out_dim else nn.Linear(d, out_dim)
 
+    def check_input(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """Raise a clear error unless ``x`` is valid input: waveforms ``(B, L)`` with lengths in
+        [1, L], or front-end features ``(B, n_features, T)`` with lengths in [1, T]."""
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            self._feature_lengths(x, lengths, values=True)
+        else:
+            _check_waveform(x, lengths)
+
+    def _feature_lengths(
+        self, x: torch.Tensor, lengths: torch.Tensor | None, values: bool
+    ) -> torch.Tensor:
+        """Check features ``(B, n_features, T)``; their frame counts as int64 ``(B,)``."""
+        B, n_feat, T = x.shape
+        if n_feat != self.front_end.n_features:
+            raise ValueError(
+                f"expected waveforms of shape (B, L) or features of shape "
+                f"(B, {self.front_end.n_features}, T), got {tuple(x.shape)}"
+            )
+        if lengths is None:
+            return torch.full((B,), T, dtype=torch.long, device=x.device)
+        return _check_lengths(lengths, B, T, values, "T").to(x.device)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Waveforms ``(B, L)`` with lengths in samples, or this encoder's front-end features
         ``(B, n_features, T)`` with lengths in frames (e.g. computed once for a whole split by
         :meth:`AudioFrontEnd.forward`: it has no learned parameters) -> ``(B, out_dim)``."""
         if isinstance(x, torch.Tensor) and x.dim() == 3:
-            B, n_feat, T = x.shape
-            if n_feat != self.front_end.n_features:
-                raise ValueError(
-                    f"expected waveforms of shape (B, L) or features of shape "
-                    f"(B, {self.front_end.n_features}, T), got {tuple(x.shape)}"
-                )
-            if lengths is None:
-                t = torch.full((B,), T, dtype=torch.long, device=x.device)
-            else:
-                t = _check_lengths(lengths, B, T, _check_values(self), "T").to(x.device)
-            return self.encode(x, t)
+            return self.encode(x, self._feature_lengths(x, lengths, _check_values(self)))
         return self.encode(*self.front_end(x, lengths))
 
     def encode(self, feats: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcourse.nn.validate import value_checks_enabled
+
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of every a_i with every b_j: (N, d), (M, d) -> (N, M)."""
@@ -28,9 +30,31 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor = 0.07) -> torch.Tensor:
-    """Symmetric InfoNCE of paired embeddings a, b (N, d); a_i and b_i belong together."""
+    """Symmetric InfoNCE of paired embeddings a, b (N, d); a_i and b_i belong together.
+
+    ``temperature`` must be positive. A number is always checked; a tensor where reading its
+    value costs no host sync (see :mod:`mmcourse.nn.validate`).
+    """
+    _check_pairs(a, b)
+    if isinstance(temperature, torch.Tensor):
+        if value_checks_enabled() and not bool((temperature > 0).all()):
+            raise ValueError(f"expected a positive temperature, got {temperature.tolist()}")
+    elif not temperature > 0:
+        raise ValueError(f"expected a positive temperature, got {temperature!r}")
+    return _symmetric_cross_entropy(a, b, temperature)
+
+
+def _check_pairs(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"expected paired embeddings of one shape (N, d), got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"expected paired embeddings of one shape (N, d), got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+
+
+def _symmetric_cross_entropy(
+    a: torch.Tensor, b: torch.Tensor, temperature: float | torch.Tensor
+) -> torch.Tensor:
     logits = similarity(a, b) / temperature  # (N, N)
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
@@ -52,4 +76,5 @@ class InfoNCE(nn.Module):
         return 1.0 / self.log_scale.clamp(max=self.max_log_scale).exp()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return info_nce(a, b, self.temperature)
+        _check_pairs(a, b)
+        return _symmetric_cross_entropy(a, b, self.temperature)  # positive by construction

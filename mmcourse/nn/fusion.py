@@ -96,7 +96,8 @@ class LinearFusion(Fusion):
     def weights(self, present: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         present = present or self.modalities
         idx = [self.modalities.index(m) for m in present]
-        w = F.softmax(self.logits[idx], dim=0)  # (M_present,)
+        # integer selects, not a list index: a list would be copied host -> device every step
+        w = F.softmax(torch.stack([self.logits[i] for i in idx]), dim=0)  # (M_present,)
         return dict(zip(present, w, strict=True))
 
     def combine(self, feats: Features) -> torch.Tensor:
@@ -148,9 +149,12 @@ class GatedFusion(Fusion):
 
     def forward(self, feats: Features) -> torch.Tensor:
         filled = self.filled(feats)
-        missing = torch.tensor([feats.get(m) is None for m in self.modalities])
         scores = self.scores(filled)  # (B, M, D)
-        scores = scores.masked_fill(missing.to(scores.device)[None, :, None], float("-inf"))
+        if any(feats.get(m) is None for m in self.modalities):  # a missing view gets no weight
+            scores = torch.stack([
+                s if feats.get(m) is not None else torch.full_like(s, float("-inf"))
+                for m, s in zip(self.modalities, scores.unbind(1), strict=True)
+            ], dim=1)  # (B, M, D)
         g = F.softmax(scores, dim=1)  # (B, M, D), sums to one over the modalities present
         self.last_gates = g.detach()
         z = torch.stack([torch.tanh(self.proj[m](f)) for m, f in filled.items()], dim=1)  # (B, M, D)
@@ -251,7 +255,7 @@ class LateFusion(Fusion):
     def forward(self, feats: Features) -> torch.Tensor:
         given = self.present(feats)
         names = [m for m in self.modalities if m in given]
-        w = F.softmax(self.logits[[self.modalities.index(m) for m in names]], dim=0)  # (M,)
+        w = F.softmax(torch.stack([self.logits[self.modalities.index(m)] for m in names]), dim=0)
         y = torch.stack([self.heads[m](given[m]) for m in names], dim=0)  # (M, B, C)
         if self.mode == "logits":
             return F.log_softmax((w[:, None, None] * y).sum(0), dim=-1)  # (B, C)
@@ -279,13 +283,14 @@ class CrossModalAttentionFusion(Fusion):
     def forward(self, feats: Features) -> torch.Tensor:
         given = self.present(feats)
         tokens = {m: self.proj[m](f).unsqueeze(1) for m, f in given.items()}  # (B, 1, D)
-        fused = []
+        fused, weights = [], {}
         for m, q in tokens.items():
             others = [t for n, t in tokens.items() if n != m] or [q]
             kv = torch.cat(others, dim=1)  # (B, M-1, D)
             out, w = self.attn(q, kv, kv, need_weights=True)  # (B, 1, D)
-            self.last_weights[m] = w.detach()
+            weights[m] = w.detach()
             fused.append(self.norm(q + out).squeeze(1))  # (B, D)
+        self.last_weights = weights  # a new dict: no in-place update of module state
         return torch.stack(fused, dim=0).mean(dim=0)  # (B, D)
 
 

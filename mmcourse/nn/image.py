@@ -18,13 +18,9 @@ import math
 import torch
 from torch import nn
 
+from mmcourse.nn.validate import positive_int
+
 NORMS = ("group", "batch", "none")
-
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -76,10 +72,10 @@ class ImageEncoder(nn.Module):
         norm: str = "group",
     ) -> None:
         super().__init__()
-        self.out_dim = _positive_int("out_dim", out_dim)
-        self.in_channels = _positive_int("in_channels", in_channels)
-        _positive_int("width", width)
-        _positive_int("grid", grid)
+        self.out_dim = positive_int("out_dim", out_dim)
+        self.in_channels = positive_int("in_channels", in_channels)
+        positive_int("width", width)
+        positive_int("grid", grid)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if norm not in NORMS:

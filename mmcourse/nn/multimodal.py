@@ -30,10 +30,16 @@ INPUTS: dict[str, tuple[str, ...]] = {
 class MultimodalClassifier(nn.Module):
     """Encoders + fusion + head, taking the batch dict of ``mmcourse.data.collate``.
 
-    ``missing`` (a set of modality names) drops modalities at inference, to measure robustness;
+    ``missing`` (modality names) drops modalities at inference, to measure robustness;
     ``modality_dropout`` drops each modality of a training batch with that probability (never
     all of them), which teaches the fusion to cope.
+
+    Under ``torch.compile`` the forward is one graph. With modality dropout in training, the
+    draw of the modalities to drop runs in Python between two graphs, and each subset of
+    modalities kept compiles once (at most 2^M - 1 graphs).
     """
+
+    takes_batch = True  # the trainer gives the model the whole batch dict, whatever ``inputs``
 
     def __init__(
         self,
@@ -62,30 +68,65 @@ class MultimodalClassifier(nn.Module):
             else None
         )
         self.modality_dropout = modality_dropout
-        self.missing: set[str] = set()
+        self.missing = frozenset()
         self.aux_logits: dict[str, torch.Tensor] = {}
 
-    def _dropped(self) -> set[str]:
-        dropped = set(self.missing)
+    @property
+    def missing(self) -> frozenset[str]:
+        """The modalities left out at every forward (a frozen set; assign any set of names)."""
+        return self._missing
+
+    @missing.setter
+    def missing(self, names: Iterable[str] | str) -> None:
+        names = frozenset([names] if isinstance(names, str) else names)
+        unknown = sorted(names - set(self.encoders))
+        if unknown:
+            raise ValueError(
+                f"unknown modalities {unknown}; this model has {sorted(self.encoders)}"
+            )
+        self._missing = names
+
+    @property
+    def may_skip_parameters(self) -> bool:
+        """Whether a training step may leave parameters without a gradient (DDP must know).
+
+        True with modality dropout or missing modalities (their encoders sit out a step), and
+        with per-modality heads (a loss that ignores ``aux_logits`` never reaches them).
+        """
+        return self.modality_dropout > 0 or bool(self._missing) or self.aux is not None
+
+    def _dropped(self, drop: Iterable[str]) -> tuple[str, ...]:
+        """The modalities this forward leaves out: ``drop``, ``missing``, and drawn ones."""
+        dropped = tuple(m for m in self.encoders if m in self._missing or m in drop)
         if self.training and self.modality_dropout > 0:
-            keep = [m for m in self.encoders if m not in dropped]
-            drop = [m for m in keep if torch.rand(()) < self.modality_dropout]
-            if len(drop) == len(keep):  # never drop every modality
-                drop = drop[:-1]
-            dropped |= set(drop)
+            keep = tuple(m for m in self.encoders if m not in dropped)
+            dropped += _draw_dropped(keep, self.modality_dropout)
         return dropped
+
+    def check_input(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """Check the inputs of every encoder not missing, values included (once per split)."""
+        for m, encoder in self.encoders.items():
+            if m in self._missing:
+                continue
+            args = self._inputs_of(m, batch)
+            check = getattr(encoder, "check_input", None)
+            if check is not None:
+                check(*args)
+
+    def _inputs_of(self, m: str, batch: Mapping[str, torch.Tensor]) -> tuple:
+        absent = [k for k in self.inputs[m] if k not in batch]
+        if absent:
+            raise KeyError(f"the {m} encoder needs batch keys {self.inputs[m]}; missing {absent}")
+        return tuple(batch[k] for k in self.inputs[m])
 
     def features(self, batch: Mapping[str, torch.Tensor], drop: Iterable[str] = ()) -> dict:
         """{modality: (B, d_m)} for the modalities not dropped."""
-        dropped = set(drop) | self._dropped()
-        feats = {}
-        for m, encoder in self.encoders.items():
-            if m in dropped:
-                continue
-            missing = [k for k in self.inputs[m] if k not in batch]
-            if missing:
-                raise KeyError(f"the {m} encoder needs batch keys {self.inputs[m]}; missing {missing}")
-            feats[m] = encoder(*(batch[k] for k in self.inputs[m]))
+        dropped = self._dropped(drop)
+        feats = {
+            m: encoder(*self._inputs_of(m, batch))
+            for m, encoder in self.encoders.items()
+            if m not in dropped
+        }
         if not feats:
             raise ValueError(f"every modality was dropped ({sorted(dropped)}); keep at least one")
         return feats
@@ -94,6 +135,20 @@ class MultimodalClassifier(nn.Module):
         feats = self.features(batch, drop)
         self.aux_logits = {m: head(feats[m]) for m, head in self.aux.items() if m in feats} if self.aux else {}
         return self.head(self.fusion(feats))  # (B, C)
+
+
+@torch.compiler.disable
+def _draw_dropped(keep: tuple[str, ...], p: float) -> tuple[str, ...]:
+    """Each modality of ``keep`` with probability ``p``, never all of them.
+
+    One uniform draw per modality from torch's CPU generator: a host value by design (no
+    device is involved), run in Python outside any compiled graph.
+    """
+    hit = (torch.rand(len(keep)) < p).tolist()
+    drop = [m for m, h in zip(keep, hit, strict=True) if h]
+    if drop and len(drop) == len(keep):  # never drop every modality
+        drop = drop[:-1]
+    return tuple(drop)
 
 
 class MultiTaskLoss(nn.Module):

@@ -10,6 +10,9 @@ padding holds:
   up to its length. The output at step t depends on steps 1..t alone, so padding after the end
   cannot change it. On a CPU this is a few times faster than packing, whose many small
   per-step batches cost more than the wasted padded steps. ``pack=True`` forces packing.
+
+Packing needs the lengths on the host (a sync when they live on a GPU, and a graph break
+under ``torch.compile``); the one-directional path keeps them on their device.
 """
 
 from __future__ import annotations
@@ -20,17 +23,26 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from mmcourse.nn.validate import positive_int, value_checks_enabled
+
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 POOLS = ("last", "mean")
 
 
-def check_lengths(lengths: torch.Tensor | Sequence[int] | None, B: int, T: int) -> torch.Tensor:
-    """``lengths`` as an int64 tensor of shape (B,) on the CPU, each in [1, T]; else a clear error.
+def check_lengths(
+    lengths: torch.Tensor | Sequence[int] | None,
+    B: int,
+    T: int,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``lengths`` as an int64 tensor of shape (B,), each in [1, T]; else a clear error.
 
-    ``None`` means every sequence fills all ``T`` steps.
+    ``None`` means every sequence fills all ``T`` steps. The result lives on ``device``
+    (default: where ``lengths`` is, the CPU for a list or None). The values are checked where
+    that reads nothing on the host (see :mod:`mmcourse.nn.validate`).
     """
     if lengths is None:
-        return torch.full((B,), T, dtype=torch.int64)
+        return torch.full((B,), T, dtype=torch.int64, device=device)
     if not isinstance(lengths, torch.Tensor):
         try:
             lengths = torch.as_tensor(list(lengths))
@@ -44,12 +56,13 @@ def check_lengths(lengths: torch.Tensor | Sequence[int] | None, B: int, T: int) 
         raise ValueError(
             f"expected lengths of shape ({B},), one per sequence, got {tuple(lengths.shape)}"
         )
-    lengths = lengths.detach().to("cpu", torch.int64)
-    if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
-        raise ValueError(
-            f"expected every length in [1, {T}] (T = x.shape[1]), got min {int(lengths.min())}, "
-            f"max {int(lengths.max())}"
-        )
+    lengths = lengths.detach().to(device=device or lengths.device, dtype=torch.int64)
+    if B and value_checks_enabled():
+        lo, hi = torch.stack([lengths.min(), lengths.max()]).tolist()  # one read of two values
+        if lo < 1 or hi > T:
+            raise ValueError(
+                f"expected every length in [1, {T}] (T = x.shape[1]), got min {lo}, max {hi}"
+            )
     return lengths
 
 
@@ -93,8 +106,7 @@ class SequenceEncoder(nn.Module):
         if pool not in POOLS:
             raise ValueError(f"expected pool in {POOLS}, got {pool!r}")
         for name, v in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"expected {name} to be a positive int, got {v!r}")
+            positive_int(name, v)
         self.in_dim, self.hidden_dim, self.num_layers = in_dim, hidden_dim, num_layers
         self.cell, self.pool, self.bidirectional = cell, pool, bidirectional
         self.num_directions = 2 if bidirectional else 1
@@ -124,20 +136,26 @@ class SequenceEncoder(nn.Module):
                 f"expected at least one sequence and one step, got x of shape {tuple(x.shape)}"
             )
 
+    def check_input(
+        self, x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """Validate ``x`` (B, T, F) and ``lengths`` (B,); return the lengths as int64 on x's device."""
+        self._check_x(x)
+        return check_lengths(lengths, x.shape[0], x.shape[1], device=x.device)
+
     def _run(
         self, x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Outputs (B, T, D*H), zero past each length; last valid states (B, D*H); lengths."""
-        self._check_x(x)
+        lengths = self.check_input(x, lengths)  # (B,) int64 on x's device
         B, T, _ = x.shape
-        lengths = check_lengths(lengths, B, T)  # (B,) int64 on the CPU, as packing wants
         if not self.pack:  # one direction: outputs up to each length ignore what follows
             y, _ = self.rnn(x)  # (B, T, H)
-            n = lengths.to(y.device)
-            y = y.masked_fill(~length_mask(n, T)[..., None], 0.0)  # (B, T, H)
-            last = y[torch.arange(B, device=y.device), n - 1]  # (B, H)
+            y = y.masked_fill(~length_mask(lengths, T)[..., None], 0.0)  # (B, T, H)
+            last = y[torch.arange(B, device=y.device), lengths - 1]  # (B, H)
             return y, last, lengths
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        # packing wants the lengths on the host
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
         h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, H); LSTM gives (h, c)
         y, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D*H)

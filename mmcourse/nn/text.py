@@ -25,16 +25,11 @@ from torch import nn
 from mmcourse.nn.positional import PositionalEncoding
 from mmcourse.nn.sequence import SequenceEncoder, check_lengths, length_mask
 from mmcourse.nn.transformer import TransformerEncoder
+from mmcourse.nn.validate import positive_int, value_checks_enabled
 
 __all__ = ["TextEncoder", "BACKBONES"]
 
 BACKBONES = ("bag", "lstm", "gru", "transformer")
-
-
-def _positive_int(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-    return value
 
 
 class TextEncoder(nn.Module):
@@ -75,10 +70,10 @@ class TextEncoder(nn.Module):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"expected backbone in {BACKBONES}, got {backbone!r}")
-        self.vocab_size = _positive_int("vocab_size", vocab_size)
-        self.out_dim = _positive_int("out_dim", out_dim)
-        _positive_int("embed_dim", embed_dim)
-        _positive_int("num_layers", num_layers)
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.out_dim = positive_int("out_dim", out_dim)
+        positive_int("embed_dim", embed_dim)
+        positive_int("num_layers", num_layers)
         if not 0 <= padding_idx < vocab_size:
             raise ValueError(f"expected padding_idx in [0, {vocab_size}), got {padding_idx}")
         if not 0.0 <= dropout < 1.0:
@@ -89,7 +84,7 @@ class TextEncoder(nn.Module):
         if backbone in ("lstm", "gru"):
             self.body = SequenceEncoder(
                 embed_dim,
-                _positive_int("hidden_dim", hidden_dim),
+                positive_int("hidden_dim", hidden_dim),
                 cell=backbone,
                 num_layers=num_layers,
                 bidirectional=bidirectional,
@@ -97,11 +92,11 @@ class TextEncoder(nn.Module):
             )
             width = self.body.out_dim
         elif backbone == "transformer":
-            if embed_dim % _positive_int("num_heads", num_heads):
+            if embed_dim % positive_int("num_heads", num_heads):
                 raise ValueError(
                     f"expected embed_dim divisible by num_heads, got {embed_dim} and {num_heads}"
                 )
-            self.pos = PositionalEncoding(embed_dim, max_len=_positive_int("max_len", max_len))
+            self.pos = PositionalEncoding(embed_dim, max_len=positive_int("max_len", max_len))
             self.body = TransformerEncoder(
                 embed_dim,
                 num_heads,
@@ -120,7 +115,11 @@ class TextEncoder(nn.Module):
     def check_input(
         self, tokens: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None
     ) -> torch.Tensor:
-        """Validate ``tokens`` (B, T) and ``lengths`` (B,); return lengths as int64 on the CPU."""
+        """Validate ``tokens`` (B, T) and ``lengths`` (B,); return lengths as int64 on tokens' device.
+
+        The ids and lengths are checked where that reads nothing on the host
+        (:mod:`mmcourse.nn.validate`): the trainer checks a whole split once, before its steps.
+        """
         if not isinstance(tokens, torch.Tensor):
             raise TypeError(f"expected tokens as a tensor of shape (B, T), got {type(tokens).__name__}")
         if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
@@ -131,23 +130,24 @@ class TextEncoder(nn.Module):
         if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
             hint = " (add the batch axis with tokens.unsqueeze(0))" if tokens.dim() == 1 else ""
             raise ValueError(f"expected tokens of shape (B, T), got {tuple(tokens.shape)}{hint}")
-        lo, hi = torch.stack([tokens.min(), tokens.max()]).tolist()  # one device sync
-        if lo < 0 or hi >= self.vocab_size:
-            raise ValueError(
-                f"expected token ids in [0, {self.vocab_size}) (vocab_size), got ids in [{lo}, {hi}]"
-            )
-        return check_lengths(lengths, *tokens.shape)
+        if value_checks_enabled():
+            lo, hi = torch.stack([tokens.min(), tokens.max()]).tolist()  # one read of two values
+            if lo < 0 or hi >= self.vocab_size:
+                raise ValueError(
+                    f"expected token ids in [0, {self.vocab_size}) (vocab_size), "
+                    f"got ids in [{lo}, {hi}]"
+                )
+        return check_lengths(lengths, *tokens.shape, device=tokens.device)
 
     def forward(
         self, tokens: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None
     ) -> torch.Tensor:
         """Encode ``tokens`` (B, T) with ``lengths`` (B,) (``None``: no padding) into (B, out_dim)."""
-        lengths = self.check_input(tokens, lengths)  # (B,) on the CPU
+        n = self.check_input(tokens, lengths)  # (B,) on the tokens' device
         x = self.drop(self.embed(tokens))  # (B, T, d)
         if self.backbone in ("lstm", "gru"):
-            h = self.body(x, lengths)  # (B, D*H)
+            h = self.body(x, n)  # (B, D*H)
         else:
-            n = lengths.to(x.device)
             valid = length_mask(n, tokens.shape[1])  # (B, T), True at real tokens
             if self.backbone == "transformer":
                 h = self.body(self.pos(x), key_padding_mask=~valid)  # (B, d), mean of valid

@@ -9,6 +9,10 @@
 On a GPU the same call uses mixed precision; ``compile=True``, ``schedule="cosine"``,
 ``grad_clip=1.0`` and ``checkpoint="run.pt", resume=True`` are one argument each, and a
 script launched with ``torchrun --nproc_per_node=N`` trains data-parallel without changes.
+A ``MultimodalClassifier`` gets the whole batch dict; a loss with parameters (InfoNCE's
+temperature) is trained and checkpointed with the model. The trainer reads no tensor on the
+host during a step (no GPU sync of its own), and the package's encoders have their input
+values checked once per split, before the first step, instead of at every step.
 """
 
 from mmcourse.train.checkpoint import load_checkpoint, save_checkpoint

@@ -2,17 +2,23 @@
 
 Whatever comes in, the loop sees an iterable of dict batches with a ``"label"`` key. A whole
 split given as a dict of tensors is moved to the device once and cut into batches by a
-shuffled index, so there is no DataLoader (no worker processes, no host-to-device copies).
+shuffled index, so there is no DataLoader (no worker processes, no copy of the data per batch).
 
 Shuffling depends only on ``(seed, epoch)``, so epoch 5 sees the same order whether the run
 started at epoch 0 or was resumed from a checkpoint. Under data parallelism (``world_size >
 1``) every global batch of ``batch_size`` indices is dealt out round-robin to the ranks,
-exactly as one process would have used it, so the averaged gradient is the same.
+exactly as one process would have used it, so the averaged gradient is the same. An epoch's
+index goes to the device in one copy before its first batch; each batch is then cut out on
+the device, with no host read.
+
+Input values are checked (``check``, e.g. the model's ``check_input``) where reading them costs
+little: a whole split once, when the Split is made, before it moves to the device; a Dataset
+or a DataLoader batch by batch, on the CPU, before the batch moves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -114,11 +120,13 @@ class Split:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        check: Callable[[dict], Any] | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.name, self.device, self.batch_size = name, device, batch_size
         self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.check = check
         self.tensors: dict | None = None
         self.dataset: Dataset | None = None
         self.loader: DataLoader | None = None
@@ -130,8 +138,8 @@ class Split:
         elif isinstance(data, (tuple, list)) and len(data) == 2 and all(
             isinstance(t, torch.Tensor) for t in data
         ):
-            self.tensors = self._check_tensors({PAIR_INPUT: data[0], LABEL: data[1]})
             self.pair = True
+            self.tensors = self._check_tensors({PAIR_INPUT: data[0], LABEL: data[1]})
         elif isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
             self.dataset = data
         else:
@@ -159,6 +167,8 @@ class Split:
                     f"{self.name}: expected every entry to hold N={n} samples like "
                     f"{LABEL!r}, but {key!r} has {size}"
                 )
+        if self.check is not None:  # once, before the split moves to the device
+            self.check(PairBatch(data) if self.pair else data)
         return {k: _to_device(v, self.device) for k, v in data.items()}
 
     def __len__(self) -> int:
@@ -175,14 +185,13 @@ class Split:
         return -(-len(self) // self.batch_size)
 
     def epoch(self, epoch: int, *, shuffle: bool, pad: bool = True) -> Iterator[dict]:
-        """The batches of one epoch, on the device."""
+        """The batches of one epoch, on the device.
+
+        For a whole split, the epoch's index is made here, before the first batch: one copy to
+        the device (and one to a Python list, for entries that are lists).
+        """
         if self.loader is not None:
-            sampler = getattr(self.loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            for raw in self.loader:
-                yield _to_device(as_batch(raw, f"{self.name} batch"), self.device)
-            return
+            return self._loader_batches(epoch)
         index_batches = shard_batches(
             len(self),
             self.batch_size,
@@ -193,18 +202,42 @@ class Split:
             world_size=self.world_size,
             pad=pad,
         )
-        if self.tensors is not None:
-            kind = PairBatch if self.pair else dict
-            for idx in index_batches:
-                yield kind((k, _take(v, idx, self.device)) for k, v in self.tensors.items())
-            return
+        if self.tensors is None:
+            return self._dataset_batches([idx.tolist() for idx in index_batches])
+        on_host = None
+        if any(not isinstance(v, torch.Tensor) for v in self.tensors.values()):
+            on_host = [idx.tolist() for idx in index_batches]
+        on_device: list[torch.Tensor] = []
+        if index_batches:
+            sizes = [len(idx) for idx in index_batches]
+            whole = torch.cat(index_batches).to(self.device, non_blocking=True)
+            on_device = list(whole.split(sizes))
+        return self._tensor_batches(on_device, on_host)
+
+    def _tensor_batches(
+        self, on_device: list[torch.Tensor], on_host: list[list[int]] | None
+    ) -> Iterator[dict]:
+        kind = PairBatch if self.pair else dict
+        for i, idx in enumerate(on_device):
+            yield kind(
+                (k, v[idx] if isinstance(v, torch.Tensor) else [v[j] for j in on_host[i]])
+                for k, v in self.tensors.items()
+            )
+
+    def _dataset_batches(self, index_batches: list[list[int]]) -> Iterator[dict]:
         for idx in index_batches:
-            items = [self.dataset[int(i)] for i in idx]  # type: ignore[index]
-            raw = default_collate(items)
-            yield _to_device(as_batch(raw, f"{self.name} item"), self.device)
+            raw = default_collate([self.dataset[i] for i in idx])  # type: ignore[index]
+            yield self._checked(as_batch(raw, f"{self.name} item"))
 
+    def _loader_batches(self, epoch: int) -> Iterator[dict]:
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for raw in self.loader:  # type: ignore[union-attr]
+            yield self._checked(as_batch(raw, f"{self.name} batch"))
 
-def _take(value: Any, idx: torch.Tensor, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value[idx.to(value.device)]
-    return [value[int(i)] for i in idx]  # e.g. the raw texts of a split
+    def _checked(self, batch: dict) -> dict:
+        """A batch from a Dataset or DataLoader, checked (on the CPU), then on the device."""
+        if self.check is not None:
+            self.check(batch)
+        return _to_device(batch, self.device)

@@ -110,20 +110,17 @@ def barrier() -> None:
         dist.barrier()
 
 
-def average_gradients(model: nn.Module) -> None:
-    """What DDP does after backward, spelled out: g <- (1/W) sum_r g_r for every parameter."""
-    if not active():
-        return
-    world = dist.get_world_size()
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= world
+def wrap(module: nn.Module, device: torch.device, find_unused_parameters: bool = False) -> nn.Module:
+    """``DistributedDataParallel(module)`` when in a process group, else the module itself.
 
-
-def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """``DistributedDataParallel(model)`` when in a process group, else the model itself."""
+    ``find_unused_parameters``: after each forward, DDP walks the autograd graph from the
+    outputs and marks the parameters that took no part as ready, so that the all-reduce does
+    not wait for their gradients (a parameter unused on every process keeps ``grad=None``, as
+    in one process). The walk costs a little per step: on only when some may sit out.
+    """
     if not active():
-        return model
+        return module
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(
+        module, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )

@@ -4,6 +4,11 @@ One loop for a laptop and for a GPU server: automatic device, mixed precision, o
 ``torch.compile``, fused AdamW, gradient clipping, per-step learning-rate schedules, early
 stopping, atomic checkpoints with exact resume, and data parallelism when the script was
 launched by ``torchrun`` (each process trains on its shard of every global batch).
+
+A step reads no tensor on the host, so on a GPU the host never waits for the device: each
+batch is cut from the split on the device, the running loss and confusion matrix stay there
+until the end of the epoch, and input values are checked once per split, before the first
+step (see :mod:`mmcourse.nn.validate`).
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcourse.nn.validate import trusted_inputs
 from mmcourse.runtime import in_ci, pick_device, seed_everything
 from mmcourse.train import distributed
 from mmcourse.train.amp import Precision
 from mmcourse.train.checkpoint import load_checkpoint, save_checkpoint
 from mmcourse.train.data import LABEL, PAIR_INPUT, PairBatch, Split
 from mmcourse.train.history import History
-from mmcourse.train.metrics import f1_per_class
-from mmcourse.train.schedule import make_schedule
+from mmcourse.train.metrics import confusion_counts, scores
+from mmcourse.train.schedule import continue_at, make_schedule
 
 Inputs = str | Sequence[str] | None
+Compile = bool | str | Callable
 
 
 def model_inputs(batch: dict, inputs: Inputs, channels_last: bool = False) -> tuple:
@@ -57,6 +64,49 @@ def model_inputs(batch: dict, inputs: Inputs, channels_last: bool = False) -> tu
             for a in args
         )
     return args
+
+
+def resolve_inputs(model: nn.Module, inputs: Inputs) -> Inputs:
+    """None (the whole batch) for a model that takes the batch dict, else ``inputs``.
+
+    A model says so with ``takes_batch = True`` (``MultimodalClassifier`` does): it gets the
+    whole batch whatever the default ``inputs="image"``; other keys are an error.
+    """
+    if not getattr(model, "takes_batch", False) or inputs is None:
+        return inputs
+    if inputs != "image":
+        raise ValueError(
+            f"{type(model).__name__} takes the whole batch dict: pass inputs=None (or leave "
+            f"the default), not inputs={inputs!r}"
+        )
+    return None
+
+
+def input_check(model: nn.Module, inputs: Inputs) -> Callable[[dict], Any] | None:
+    """The model's ``check_input`` applied to a batch, if the model has one."""
+    check = getattr(model, "check_input", None)
+    if not callable(check):
+        return None
+    return lambda batch: check(*model_inputs(batch, inputs))
+
+
+class Objective(nn.Module):
+    """The model and its loss as one module: ``objective(*args, y=y) -> (loss, out)``.
+
+    One module, so that DDP sees every parameter that reaches the loss (the per-modality heads
+    a multi-task loss reads, a loss's own parameters such as InfoNCE's temperature) and
+    ``torch.compile`` traces the loss with the model. A loss that is an ``nn.Module`` is a
+    submodule: its parameters are trained and checkpointed with the model's.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, *args: Any, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        out = self.model(*args)
+        return self.loss_fn(out, y), out
 
 
 def logits_of(out: Any) -> torch.Tensor | None:
@@ -100,7 +150,7 @@ class EvalResult:
 
 
 class _Tally:
-    """Running sums of loss and a confusion matrix, kept on the device (no sync per step)."""
+    """Running sums of loss and a confusion matrix, kept on the device (no host read per step)."""
 
     def __init__(self, device: torch.device, reduce: bool = True) -> None:
         self.device, self.reduce = device, reduce
@@ -115,19 +165,19 @@ class _Tally:
         logits = logits_of(out)
         if logits is None or logits.ndim != 2 or y.ndim != 1 or y.is_floating_point():
             return
-        c = logits.shape[1]
-        pred = logits.detach().argmax(dim=1)
-        counts = torch.bincount(y.long() * c + pred, minlength=c * c).reshape(c, c)  # (C, C)
+        counts = confusion_counts(logits.detach().argmax(dim=1), y, logits.shape[1])  # (C, C)
         self.confusion = counts if self.confusion is None else self.confusion + counts
 
     def result(self) -> EvalResult:
         """The totals; with ``reduce`` over every process (under DDP: call on all ranks)."""
-        sum_ = distributed.all_reduce_sum if self.reduce else (lambda t: t)
-        max_ = distributed.all_reduce_max if self.reduce else (lambda t: t)
+        reduce = self.reduce and distributed.active()
+        sum_ = distributed.all_reduce_sum if reduce else (lambda t: t)
         sum_(self.loss)
         sum_(self.n)
         c = self.confusion.shape[0] if self.confusion is not None else 0
-        width = int(max_(torch.tensor([c], device=self.device)).item())
+        width = c
+        if reduce:  # a process whose shard was empty has no confusion matrix
+            width = int(distributed.all_reduce_max(torch.tensor([c], device=self.device)).item())
         n = int(self.n.item())
         loss = self.loss.item() / max(n, 1)
         if width == 0:
@@ -136,31 +186,30 @@ class _Tally:
         if self.confusion is not None:
             cm[:c, :c] += self.confusion
         cm = sum_(cm).cpu()
-        acc = (cm.diag().sum() / cm.sum().clamp_min(1)).item()
-        present = (cm.sum(0) + cm.sum(1)) > 0
-        f1 = f1_per_class(cm)[present].mean().item() if present.any() else math.nan
+        acc, f1 = scores(cm)
         return EvalResult(loss, acc, f1, cm, n)
 
 
 def _run_eval(
-    forward: Callable,
-    model: nn.Module,
+    objective: Callable,
+    module: nn.Module,
     split: Split,
     inputs: Inputs,
-    loss_fn: Callable,
     precision: Precision,
     channels_last: bool = False,
     reduce: bool = True,
 ) -> EvalResult:
-    was_training = model.training
-    model.eval()
+    """Score ``objective`` (maybe compiled) on ``split``, with ``module`` in eval mode."""
+    was_training = module.training
+    module.eval()
     tally = _Tally(split.device, reduce)
     with torch.inference_mode(), precision.autocast():
-        for batch in split.epoch(0, shuffle=False, pad=False):
+        for batch in split.epoch(0, shuffle=False, pad=False):  # values checked in the split
             y = batch[LABEL]
-            out = forward(*model_inputs(batch, inputs, channels_last))
-            tally.add(loss_fn(out, y), out, y)
-    model.train(was_training)
+            with trusted_inputs():
+                loss, out = objective(*model_inputs(batch, inputs, channels_last), y=y)
+            tally.add(loss, out, y)
+    module.train(was_training)
     return tally.result()
 
 
@@ -176,9 +225,9 @@ def evaluate(
 ) -> EvalResult:
     """Loss, accuracy, macro F1 and confusion matrix of ``model`` on ``data``.
 
-    ``data`` takes the same forms as in :func:`fit`; the model stays on its own device
-    unless ``device`` is given. Under DDP each process scores the whole of ``data`` on its
-    own (no collective calls, so rank 0 alone may call it).
+    ``data`` and ``inputs`` take the same forms as in :func:`fit`; the model stays on its own
+    device unless ``device`` is given. Under DDP each process scores the whole of ``data`` on
+    its own (no collective calls, so rank 0 alone may call it).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected model to be an nn.Module, got {type(model).__name__}")
@@ -186,28 +235,75 @@ def evaluate(
         device = pick_device(device)
     else:
         device = next((p.device for p in model.parameters()), None) or pick_device(None)
-    model.to(device)
-    split = Split(data, batch_size=batch_size, device=device, name="data")
-    return _run_eval(model, model, split, inputs, loss_fn, Precision.create(amp, device),
+    inputs = resolve_inputs(model, inputs)
+    objective = Objective(model, loss_fn).to(device)
+    split = Split(data, batch_size=batch_size, device=device, name="data",
+                  check=input_check(model, inputs))
+    return _run_eval(objective, objective, split, inputs, Precision.create(amp, device),
                      reduce=False)
 
 
 def make_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, device: torch.device, fused: bool | None
+    module: nn.Module, lr: float, weight_decay: float, device: torch.device, fused: bool | None
 ) -> torch.optim.Optimizer:
-    """AdamW; its fused kernel (one launch for all parameters) on CUDA unless ``fused=False``."""
+    """AdamW over ``module``'s parameters; its fused kernel (one launch for all parameters) on
+    CUDA unless ``fused=False`` (``fused=True`` also works on the CPU)."""
     if fused is None:
         fused = device.type == "cuda"
     kwargs = {"fused": True} if fused else {}
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **kwargs)
+    return torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+def _check_optimizer_covers(optimizer: torch.optim.Optimizer, loss_fn: Callable) -> None:
+    if not isinstance(loss_fn, nn.Module):
+        return
+    covered = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    left = [n for n, p in loss_fn.named_parameters() if p.requires_grad and id(p) not in covered]
+    if left:
+        raise ValueError(
+            f"loss_fn has trainable parameters {left} that the optimizer given does not update: "
+            "add them (e.g. AdamW([*model.parameters(), *loss_fn.parameters()])) or freeze them "
+            "with requires_grad_(False)"
+        )
+
+
+def _load_loss_state(loss_fn: Callable, state: dict, source: Any) -> None:
+    if not isinstance(loss_fn, nn.Module):
+        return
+    saved = state.get("loss")
+    if saved is None:
+        if loss_fn.state_dict():
+            raise ValueError(
+                f"checkpoint {source} holds no state for the parameters of loss_fn "
+                f"({type(loss_fn).__name__}): it was written by a run with another loss"
+            )
+        return
+    loss_fn.load_state_dict(saved)
+
+
+def _compiled(module: nn.Module, compile: Compile) -> Callable:
+    """``module`` under ``torch.compile``, tracing LSTM and GRU layers into the graph.
+
+    Dynamo breaks the graph at every recurrent layer unless ``allow_rnn`` is on; it is on
+    while this function's calls run (and trace), and off for the rest of the program.
+    """
+    if compile is False:
+        return module
+    compiled = torch.compile(module, backend="inductor" if compile is True else compile)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with torch._dynamo.config.patch(allow_rnn=True):
+            return compiled(*args, **kwargs)
+
+    return call
 
 
 @dataclass
 class _Step:
-    """One optimizer step: forward under autocast, (scaled) backward, clip, step, schedule."""
+    """One optimizer step: forward and loss under autocast, (scaled) backward, clip, step,
+    schedule."""
 
-    forward: Callable
-    loss_fn: Callable
+    objective: Callable
     optimizer: torch.optim.Optimizer
     precision: Precision
     scheduler: Any
@@ -215,9 +311,8 @@ class _Step:
     grad_clip: float | None
 
     def __call__(self, args: tuple, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        with self.precision.autocast():
-            out = self.forward(*args)
-            loss = self.loss_fn(out, y)
+        with self.precision.autocast(), trusted_inputs():  # the split's values were checked
+            loss, out = self.objective(*args, y=y)
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(loss)
         self.precision.step(self.optimizer, self.params, self.grad_clip)
@@ -227,9 +322,14 @@ class _Step:
 
 
 def _check_args(model: Any, epochs: Any, lr: Any, patience: Any, val: Any, grad_clip: Any,
-                warmup: Any, checkpoint: Any, resume: Any) -> None:
+                warmup: Any, checkpoint: Any, resume: Any, compile: Any) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected model to be an nn.Module, got {type(model).__name__}")
+    if not (isinstance(compile, (bool, str)) or callable(compile)):
+        raise TypeError(
+            "compile must be True/False, a torch.compile backend name (e.g. 'aot_eager') or a "
+            f"backend function, got {compile!r}"
+        )
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     if not (isinstance(lr, (int, float)) and lr > 0):
@@ -264,7 +364,7 @@ def fit(
     progress: bool | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     amp: str | bool | torch.dtype | None = "auto",
-    compile: bool = False,
+    compile: Compile = False,
     channels_last: bool = False,
     grad_clip: float | None = None,
     schedule: str | Callable[[int], float] | None = None,
@@ -272,6 +372,7 @@ def fit(
     fused: bool | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool | str | os.PathLike = False,
+    find_unused_parameters: bool | None = None,
 ) -> History:
     """Train ``model`` with AdamW on ``train``; score it on ``val`` after every epoch.
 
@@ -279,81 +380,112 @@ def fit(
     batched by a shuffled index), a Dataset of dict items (batched with
     ``mmcourse.data.collate``), a DataLoader yielding dicts, or a pair ``(x, y)``. Targets
     are ``batch["label"]``; ``inputs`` names the batch key(s) given to the model, or None for
-    the whole batch dict. ``batch_size`` is the global batch (split across DDP processes; a
-    DataLoader is used as given, so under DDP give it a ``DistributedSampler``).
+    the whole batch dict (a model with ``takes_batch = True``, such as ``MultimodalClassifier``,
+    always gets the whole batch). ``batch_size`` is the global batch (split across DDP
+    processes; a DataLoader is used as given, so under DDP give it a ``DistributedSampler``).
+    A model with a ``check_input`` method has the values of its inputs checked once per split
+    (a Dataset or DataLoader: batch by batch, on the CPU), so that no step reads a tensor.
+
+    Loss: ``loss_fn(out, y)``. A loss that is an ``nn.Module`` with parameters (InfoNCE's
+    learnable temperature) is trained with the model and saved in checkpoints; an
+    ``optimizer`` given by the caller must hold those parameters too.
 
     Speed: ``amp`` "auto" (bf16, or fp16 with a grad scaler, on CUDA; off on the CPU), "bf16",
-    "fp16" or None; ``compile`` wraps the model in ``torch.compile``; ``channels_last`` stores
-    4-D inputs and conv weights as NHWC; ``fused`` AdamW (default: on CUDA).
+    "fp16" or None; ``compile=True`` wraps model and loss in ``torch.compile`` (inductor), a
+    string or function picks another backend (``"aot_eager"`` traces the graphs, forward and
+    backward, without generating code: quick to compile, for checks); LSTM and GRU layers
+    are traced into the graph (Dynamo's ``allow_rnn``, on for fit's compiled calls only);
+    ``channels_last`` stores 4-D inputs and conv weights as NHWC; ``fused`` AdamW (default:
+    on CUDA; with the grad scaler of fp16, only the fused kernel avoids a sync per step).
 
     Optimization: ``grad_clip`` (max global gradient norm), ``schedule`` ("cosine",
     "onecycle", "constant" or a function step -> factor) stepped per batch after ``warmup``
     epochs of linear warm-up, ``patience`` (early stopping on the validation loss; the best
-    weights are restored).
+    model weights are restored).
 
     Checkpoints: ``checkpoint=PATH`` is written atomically after each epoch (by rank 0);
-    ``resume=True`` continues from it when it exists (exactly: optimizer, scaler, scheduler,
-    RNG states, epoch); ``resume=PATH`` continues from another file.
+    ``resume=True`` continues from it when it exists (weights, optimizer, grad scaler, loss
+    parameters, RNG states, epoch, history); ``resume=PATH`` continues from another file.
+    From the step it reached, the resumed run's learning rate follows this call's ``lr``,
+    ``schedule``, ``warmup`` and ``epochs``: with the same arguments it continues exactly as
+    if never stopped; with more epochs a "cosine" or "onecycle" schedule goes on at the rates
+    of the longer run (rather than staying at the end of the shorter one).
+
+    Data parallel (``torchrun``): ``find_unused_parameters`` for DDP; None: on when the model
+    says some parameters may take no part in a step (``model.may_skip_parameters``, true for a
+    ``MultimodalClassifier`` with modality dropout, missing modalities or per-modality heads).
     """
-    _check_args(model, epochs, lr, patience, val, grad_clip, warmup, checkpoint, resume)
+    _check_args(model, epochs, lr, patience, val, grad_clip, warmup, checkpoint, resume, compile)
     env = distributed.dist_env()
     seed_everything(seed)
     device = distributed.process_device(env, pick_device(device))
     distributed.init(env, device)
-    model.to(device)
+    inputs = resolve_inputs(model, inputs)
+    objective = Objective(model, loss_fn).to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     rank, world = env.rank, env.world_size
+    check = input_check(model, inputs)
     train_split = Split(train, batch_size=batch_size, device=device, name="train",
-                        rank=rank, world_size=world, seed=seed)
+                        rank=rank, world_size=world, seed=seed, check=check)
     val_split = None
     if val is not None:
         val_split = Split(val, batch_size=max(batch_size, 256), device=device, name="val",
-                          rank=rank, world_size=world)
-    if optimizer is None:
-        optimizer = make_optimizer(model, lr, weight_decay, device, fused)
+                          rank=rank, world_size=world, check=check)
+    own_optimizer = optimizer is None
+    if own_optimizer:
+        optimizer = make_optimizer(objective, lr, weight_decay, device, fused)
+    else:
+        _check_optimizer_covers(optimizer, loss_fn)
     precision = Precision.create(amp, device)
     steps_per_epoch = train_split.num_batches()  # the same on every rank
     scheduler = make_schedule(schedule, optimizer, total_steps=max(epochs * steps_per_epoch, 1),
                               warmup_steps=round(warmup * steps_per_epoch))
-    wrapped = distributed.wrap(model, device)
-    train_forward = torch.compile(wrapped) if compile else wrapped
-    eval_forward = train_forward if wrapped is model else (
-        torch.compile(model) if compile else model)
+    if find_unused_parameters is None:
+        find_unused_parameters = bool(getattr(model, "may_skip_parameters", False))
+    wrapped = distributed.wrap(objective, device, find_unused_parameters)
+    train_step = _compiled(wrapped, compile)
+    evaluate_step = train_step if wrapped is objective else _compiled(objective, compile)
 
     history, start = History(), 0
     best = {"loss": math.inf, "waited": 0, "state": None}
     source = checkpoint if resume is True else (resume or None)
     if source is not None and (resume is not True or Path(source).is_file()):
         state = load_checkpoint(source, model, optimizer, scaler=precision.scaler,
-                                scheduler=scheduler, restore_rng=True, map_location=device)
+                                restore_rng=True, map_location=device)
+        _load_loss_state(loss_fn, state, source)
         start, history = state["epoch"], History.from_dict(state["history"])
         best.update(state["best"])
+        if scheduler is not None:  # this call's plan, from the step the run reached
+            continue_at(scheduler, start * steps_per_epoch)
+        elif own_optimizer:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     from tqdm.auto import tqdm
 
     show = _progress_enabled(progress) and env.is_main
     bar = tqdm(range(start, epochs), desc="fit", unit="epoch", disable=not show,
                initial=start, total=epochs)
-    params = [p for p in model.parameters() if p.requires_grad]
-    step = _Step(train_forward, loss_fn, optimizer, precision, scheduler, params, grad_clip)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    step = _Step(train_step, optimizer, precision, scheduler, params, grad_clip)
     for epoch in bar:
         if history.stopped_early:
             break
         t0 = time.perf_counter()
-        model.train()
+        objective.train()
         history.lr.append(optimizer.param_groups[0]["lr"])
         tally = _Tally(device)
         for batch in train_split.epoch(epoch, shuffle=True):
             y = batch[LABEL]
             loss, out = step(model_inputs(batch, inputs, channels_last), y)
             tally.add(loss, out, y)
-        scores = tally.result()
-        history.train_loss.append(scores.loss)
-        history.train_accuracy.append(scores.accuracy)
-        postfix = {"loss": f"{scores.loss:.4f}"}
+        result = tally.result()
+        history.train_loss.append(result.loss)
+        history.train_accuracy.append(result.accuracy)
+        postfix = {"loss": f"{result.loss:.4f}"}
         if val_split is not None:
-            v = _run_eval(eval_forward, model, val_split, inputs, loss_fn, precision,
+            v = _run_eval(evaluate_step, objective, val_split, inputs, precision,
                           channels_last)
             history.val_loss.append(v.loss)
             history.val_accuracy.append(v.accuracy)
@@ -371,9 +503,10 @@ def fit(
         bar.set_postfix(postfix)
         if checkpoint is not None:
             if env.is_main:
+                loss_state = loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None
                 save_checkpoint(checkpoint, model, optimizer, epoch=epoch + 1,
                                 scaler=precision.scaler, scheduler=scheduler,
-                                history=history.to_dict(), best=best)
+                                history=history.to_dict(), best=best, loss=loss_state)
             distributed.barrier()
     bar.close()
     if best["state"] is not None:

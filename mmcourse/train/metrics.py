@@ -7,6 +7,8 @@ class, column = predicted class.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -40,10 +42,21 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
     return (pred == target).float().mean().item()
 
 
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C) int64 counts on the device of ``pred``: no checks, and no read of any value.
+
+    ``pred`` and ``target`` are class indices (N,) in [0, C). A scatter-add into the C * C
+    cells (``bincount`` would read the largest index on the host to size its output).
+    """
+    flat = target.long() * num_classes + pred.long()  # (N,) index into the flattened (C, C)
+    counts = torch.zeros(num_classes * num_classes, dtype=torch.long, device=pred.device)
+    return counts.scatter_add_(0, flat, torch.ones_like(flat)).reshape(num_classes, num_classes)
+
+
 def confusion_matrix(
     pred: torch.Tensor, target: torch.Tensor, num_classes: int | None = None
 ) -> torch.Tensor:
-    """(C, C) int64 counts; entry [i, j] = samples of true class i predicted as class j."""
+    """(C, C) int64 counts on the CPU; entry [i, j] = samples of true class i predicted as j."""
     if num_classes is None and isinstance(pred, torch.Tensor) and pred.ndim == 2:
         num_classes = pred.shape[1]
     pred, target = _labels(pred, target)
@@ -55,9 +68,7 @@ def confusion_matrix(
                 f"expected {name} classes in [0, {num_classes}), got values in "
                 f"[{t.min().item()}, {t.max().item()}]"
             )
-    flat = target * num_classes + pred  # (N,) index into the flattened (C, C) matrix
-    counts = torch.bincount(flat, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).cpu()
+    return confusion_counts(pred, target, num_classes).cpu()
 
 
 def f1_per_class(confusion: torch.Tensor) -> torch.Tensor:
@@ -70,14 +81,28 @@ def f1_per_class(confusion: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
 
 
+def scores(confusion: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and macro F1 of a confusion matrix; NaN for an empty one.
+
+    Macro F1 is the unweighted mean of per-class F1 over the classes present in the targets
+    or the predictions, as scikit-learn's ``f1_score(average="macro")`` without a label list.
+    """
+    confusion = confusion.cpu()
+    total = confusion.sum()
+    present = (confusion.sum(dim=0) + confusion.sum(dim=1)) > 0  # (C,)
+    if total == 0 or not present.any():
+        return math.nan, math.nan
+    acc = (confusion.diag().sum() / total).item()
+    return acc, f1_per_class(confusion)[present].mean().item()
+
+
 def macro_f1(pred: torch.Tensor, target: torch.Tensor, num_classes: int | None = None) -> float:
     """Unweighted mean of per-class F1 over the classes present in target or prediction.
 
     Classes that neither occur nor are predicted are left out of the mean, as scikit-learn's
     ``f1_score(average="macro")`` does without an explicit label list.
     """
-    cm = confusion_matrix(pred, target, num_classes)  # (C, C)
-    present = (cm.sum(dim=0) + cm.sum(dim=1)) > 0  # (C,)
-    if not present.any():
+    f1 = scores(confusion_matrix(pred, target, num_classes))[1]
+    if math.isnan(f1):
         raise ValueError("macro F1 of an empty set is undefined")
-    return f1_per_class(cm)[present].mean().item()
+    return f1

@@ -74,3 +74,18 @@ def make_schedule(
     if not callable(factor):
         raise TypeError(f"expected schedule to be a name or a callable step -> factor, got {schedule!r}")
     return LambdaLR(optimizer, factor)
+
+
+def continue_at(scheduler: LambdaLR, step: int) -> None:
+    """Put a resumed run's ``scheduler`` at ``step`` of its own plan, and its rates with it.
+
+    A checkpoint's scheduler state holds the step count and the plan of the run that wrote it
+    (for a named schedule, its total length). A resumed run keeps the step count and follows
+    the plan of its own arguments: with the same number of epochs it continues exactly; with
+    more, a cosine goes on decaying towards the new end instead of staying at its old end (0).
+    """
+    state = scheduler.state_dict()  # this run's plan (base rates, factor functions)
+    lrs = [base * f(step) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    scheduler.load_state_dict({**state, "last_epoch": step, "_last_lr": lrs})
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
