@@ -300,3 +300,18 @@ def test_input_values_are_checked_once_per_split():
     loader = DataLoader(DictItems(bad), batch_size=4, collate_fn=collate)  # checked on the CPU
     with pytest.raises(ValueError, match=r"expected token ids in \[0, \d+\) \(vocab_size\), got ids in \[-1"):
         fit(build_model("concat", ["text"]), loader, epochs=1, device="cpu")
+
+
+def test_early_stopping_restores_the_loss_parameters_of_the_best_epoch():
+    """The model and the loss's parameters come back together, from the best epoch: as if the
+    run had stopped there (no schedule, so a shorter run follows the same steps)."""
+    train, val = blobs(seed=1), blobs(n=60, seed=2)
+    val["label"] = val["label"][torch.randperm(60, generator=torch.Generator().manual_seed(0))]
+    stopped, loss_a = mlp(), TemperedCE()
+    h = fit(stopped, train, val, epochs=12, lr=5e-2, patience=2, loss_fn=loss_a, device="cpu")
+    assert h.stopped_early and h.best_epoch < len(h.train_loss) - 1
+    short, loss_b = mlp(), TemperedCE()
+    fit(short, train, val, epochs=h.best_epoch + 1, lr=5e-2, loss_fn=loss_b, device="cpu")
+    assert loss_a.log_tau.item() == pytest.approx(loss_b.log_tau.item(), abs=1e-6)
+    for p, q in zip(stopped.parameters(), short.parameters(), strict=True):
+        torch.testing.assert_close(p, q)

@@ -493,8 +493,10 @@ def fit(
             if v.loss < best["loss"]:
                 best.update(loss=v.loss, waited=0)
                 history.best_epoch = epoch
-                if patience is not None:
+                if patience is not None:  # the model and the loss's own parameters
                     best["state"] = copy.deepcopy(model.state_dict())
+                    if isinstance(loss_fn, nn.Module):
+                        best["loss_state"] = copy.deepcopy(loss_fn.state_dict())
             else:
                 best["waited"] += 1
             if patience is not None and best["waited"] >= patience:
@@ -511,4 +513,6 @@ def fit(
     bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+        if best.get("loss_state") is not None:
+            loss_fn.load_state_dict(best["loss_state"])
     return history
