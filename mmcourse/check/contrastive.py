@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, random_cases
+from mmcourse.check.hints import compare_with_hints
 from mmcourse.nn.retrieval import recall_at_k as _recall_at_k
 
 Fn = Callable[..., Any]
@@ -33,19 +34,7 @@ def _as_float(x: Any) -> Any:
 
 def _with_hints(fn: Fn, reference: Fn, cases: list, variants: dict[str, Fn], name: str,
                 **kwargs: Any) -> Passed:
-    """``compare``; on failure, add a hint when ``fn`` matches one of the known wrong ``variants``."""
-    try:
-        return compare(fn, reference, cases, name=name, **kwargs)
-    except CheckFailure as failure:
-        if "not written yet" in str(failure):
-            raise
-        for hint, variant in variants.items():
-            try:
-                compare(fn, variant, cases, name=name, **{k: v for k, v in kwargs.items() if k != "grad"})
-            except CheckFailure:
-                continue
-            raise CheckFailure(f"{failure}\nHint: {hint}") from None
-        raise
+    return compare_with_hints(fn, reference, cases, variants, name, **kwargs)
 
 
 # --- recall@k ----------------------------------------------------------------------------

@@ -3,34 +3,19 @@ tensor-fusion weight, and late-fusion weights fitted on held-out logits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from mmcourse.check.comparison import CheckFailure, Passed, _call, compare, random_cases
+from mmcourse.check.hints import explain
 
 
 def _size(gen: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=gen))
 
-
-def _with_hint(
-    failure: CheckFailure,
-    fn: Callable[..., Any],
-    cases: Sequence[Sequence[Any]],
-    mistakes: Mapping[str, Callable[..., Any]],
-    name: str,
-) -> CheckFailure:
-    """``failure``, ending with the hint of the first known mistake that ``fn`` reproduces."""
-    for hint, wrong in mistakes.items():
-        try:
-            compare(fn, wrong, list(cases)[:4], name=name)
-        except CheckFailure:
-            continue
-        return CheckFailure(f"{failure}\nHint: {hint}")
-    return failure
 
 
 # --- gated fusion, renormalized over the modalities present in each example ------------------
@@ -75,7 +60,7 @@ def renormalized_gating(fn: Callable[..., torch.Tensor]) -> Passed:
     try:
         return compare(fn, _renormalized_gating, cases, name="renormalized_gating", grad=True)
     except CheckFailure as failure:
-        raise _with_hint(failure, fn, cases, _GATING_MISTAKES, "renormalized_gating") from None
+        raise explain(failure, fn, cases, _GATING_MISTAKES, "renormalized_gating") from None
 
 
 # --- low-rank factors of a two-modality tensor-fusion weight -----------------------------------

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, random_cases
+from mmcourse.check.hints import compare_with_hints
 
 Fn = Callable[..., Any]
 F64 = torch.float64
@@ -25,19 +26,7 @@ def _check_with_hints(
     fn: Fn, reference: Fn, cases: list, variants: dict[str, Fn], name: str,
     atol: float = 1e-9, rtol: float = 1e-7,
 ) -> Passed:
-    """``compare``; on failure, add a hint when ``fn`` matches one of the known wrong ``variants``."""
-    try:
-        return compare(fn, reference, cases, name=name, atol=atol, rtol=rtol)
-    except CheckFailure as failure:
-        if "not written yet" in str(failure):
-            raise
-        for hint, variant in variants.items():
-            try:
-                compare(fn, variant, cases, name=name, atol=atol, rtol=rtol)
-            except CheckFailure:
-                continue
-            raise CheckFailure(f"{failure}\nHint: {hint}") from None
-        raise
+    return compare_with_hints(fn, reference, cases, variants, name, atol=atol, rtol=rtol)
 
 
 # --- exercise 1: the debiased exponential moving average ---------------------------------

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmcourse.nn.causal_conv import CausalConv1d, ConvQueue, receptive_field
+from mmcourse.nn.sampling import check_temperature, sample
 
 __all__ = ["WaveNet", "WaveNetBlock", "WaveNetCache", "bits_per_sample"]
 
@@ -241,8 +242,7 @@ class WaveNet(nn.Module):
         """
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"expected n_samples to be a positive int, got {n_samples!r}")
-        if not temperature > 0:
-            raise ValueError(f"expected a temperature > 0, got {temperature!r}")
+        check_temperature(temperature)
         if labels is not None:
             B = labels.shape[0] if isinstance(labels, torch.Tensor) and labels.dim() == 1 else -1
         else:
@@ -258,6 +258,5 @@ class WaveNet(nn.Module):
                 logits = self.step(codes[:, t], state)  # (B, Q)
             else:
                 logits = self(codes[:, : t + 1], labels)[:, :, -1]  # (B, Q): all over again
-            probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, Q)
-            codes[:, t + 1] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            codes[:, t + 1] = sample(logits, temperature=temperature, generator=generator)
         return codes[:, 1:]
