@@ -3,7 +3,7 @@
 :func:`parse` accepts exactly the sentence forms that :func:`mmcourse.data.text.describe` writes
 (without typos), with any number words in them, and returns the set of digits the sentence is
 true of (``None`` when the words do not form a sentence of the grammar). The forms, with
-``LEAD`` = "it is" | "this is" | "the answer is" (optional where marked ``LEAD?``):
+``LEAD`` = "it is" | "this is" | "the answer is" (optional where marked ``LEAD?``)::
 
     LEAD? a NOUN (BETWEEN | CMP)            "a number between four and eight"
     an PARITY NOUN (BETWEEN | CMP | NEXT)   "an odd digit below seven", "an odd number just after six"

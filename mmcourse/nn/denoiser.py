@@ -39,7 +39,7 @@ class ResidualBlock(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """eps_hat = Denoiser(x_t (B, *image_shape), t (B,) in 0..T-1, y (B,) in 0..num_classes).
+    """eps_hat = Denoiser(x_t ``(B, *image_shape)``, t (B,) in 0..T-1, y (B,) in 0..num_classes).
 
     Args:
         image_shape: the shape of one image, e.g. (1, 8, 8).

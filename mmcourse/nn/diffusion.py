@@ -215,7 +215,7 @@ def ancestral_sample(
     posterior's variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), 0 at the last step.
     ``clip``: clamp x0_hat to [-clip, clip] first (the data range), which keeps early steps of a
     schedule whose last betas are near 1 from amplifying small errors of eps_hat.
-    Returns x_0 (B, *shape), and with ``trajectory=True`` also [x_T, ..., x_0] (T + 1 tensors).
+    Returns x_0 ``(B, *shape)``, and with ``trajectory=True`` also [x_T, ..., x_0] (T + 1 tensors).
     """
     _clip(clip)
     x = _start(shape, y, schedule, generator)  # (B, *shape)
@@ -291,7 +291,7 @@ def ddim_sample(
     """DDIM sampling (eta = 0): ``steps`` deterministic jumps through ``ddim_timesteps``.
 
     The only randomness is the starting noise x_T; the last jump lands on alpha_bar = 1, i.e.
-    on the model's estimate of x_0. Returns x_0 (B, *shape) (and the trajectory if asked).
+    on the model's estimate of x_0. Returns x_0 ``(B, *shape)`` (and the trajectory if asked).
     """
     _clip(clip)
     ts = ddim_timesteps(schedule.T, steps).tolist()

@@ -3,7 +3,7 @@
 A fusion takes a dict ``{modality: features}`` with features of shape (B, d_m) and returns
 fused features (B, out_dim). A modality may be missing (key absent or ``None``): each method
 says what it does then. ``LateFusion`` is the exception that fuses decisions, not features:
-it returns log-probabilities (B, C), and ``produces_logits`` says so.
+it returns log-probabilities (B, C), and ``produces_logits`` says so. The methods::
 
     concat      [f_1; ...; f_M]                                        (B, sum d_m)
     linear      sum_m w_m z_m,          z_m = W_m f_m + b_m, w = softmax(a)   (B, D)

@@ -1,4 +1,4 @@
-"""Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus) sampling.
+"""Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus) sampling::
 
     temperature:  p_i = softmax(z / tau)_i       tau < 1 sharpens, tau > 1 flattens, tau -> 0 greedy
     top-k:        keep the k largest logits (ties with the k-th are kept), renormalize
