@@ -315,3 +315,15 @@ def test_early_stopping_restores_the_loss_parameters_of_the_best_epoch():
     assert loss_a.log_tau.item() == pytest.approx(loss_b.log_tau.item(), abs=1e-6)
     for p, q in zip(stopped.parameters(), short.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_evaluate_leaves_every_module_in_its_mode():
+    """A model handed over in eval mode stays in eval mode (and a mixed one keeps its mix)."""
+    model = nn.Sequential(nn.Linear(2, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+    model.eval()
+    evaluate(model, blobs())
+    assert not any(m.training for m in model.modules())
+    model.train()
+    model[1].eval()
+    evaluate(model, blobs())
+    assert [m.training for m in model.modules()] == [True, True, False, True]

@@ -199,8 +199,9 @@ def _run_eval(
     channels_last: bool = False,
     reduce: bool = True,
 ) -> EvalResult:
-    """Score ``objective`` (maybe compiled) on ``split``, with ``module`` in eval mode."""
-    was_training = module.training
+    """Score ``objective`` (maybe compiled) on ``split``, with ``module`` in eval mode; every
+    submodule is then put back in the mode it had (a model passed in eval mode stays so)."""
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     tally = _Tally(split.device, reduce)
     with torch.inference_mode(), precision.autocast():
@@ -209,7 +210,8 @@ def _run_eval(
             with trusted_inputs():
                 loss, out = objective(*model_inputs(batch, inputs, channels_last), y=y)
             tally.add(loss, out, y)
-    module.train(was_training)
+    for m, training in modes:
+        m.training = training
     return tally.result()
 
 
