@@ -28,7 +28,7 @@ from mmcourse.check.contrastive import (
 )
 from mmcourse.check.conv import depthwise_separable_conv2d, max_pool2d_padded, receptive_field
 from mmcourse.check.diffusion import composed_guidance, ddim_step_eta, q_sample_from
-from mmcourse.check.fastpath import amp_policy, atomic_save, count_parameters
+from mmcourse.check.fastpath import atomic_save, calibration_tally, scaled_sgd_step
 from mmcourse.check.fusion import fit_late_weights, lowrank_factors, renormalized_gating
 from mmcourse.check.generation import gnmt_score, min_p_filter, window_attention_step
 from mmcourse.check.learning import (
