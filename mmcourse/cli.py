@@ -75,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmcourse", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mmcourse", description=__doc__.replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("doctor", help="check the Python/torch stack, devices and course data")
