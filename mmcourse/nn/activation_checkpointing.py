@@ -50,6 +50,7 @@ def _running_stats_kept(norms: list[_BatchNorm]) -> Iterator[None]:
 
 def checkpointed(fn: Callable[..., Any], *args: Any, module: nn.Module | None = None) -> Any:
     """``fn(*args)``, with the activations inside ``fn`` recomputed in the backward pass.
+    Under ``torch.compile`` too.
 
     ``module``: the layers ``fn`` runs (default: ``fn`` itself when it is a module), searched
     for BatchNorm layers whose running statistics the recomputation must leave alone.
@@ -57,7 +58,9 @@ def checkpointed(fn: Callable[..., Any], *args: Any, module: nn.Module | None = 
     owner = module if module is not None else (fn if isinstance(fn, nn.Module) else None)
     norms = [m for m in owner.modules() if isinstance(m, _BatchNorm)
              and m.training and m.track_running_stats] if owner is not None else []
-    if not norms:
+    if not norms or torch.compiler.is_compiling():
+        # compiled, the recomputation is planned in the backward graph, which recomputes
+        # values and never repeats the forward's in-place updates of the running statistics
         return checkpoint(fn, *args, use_reentrant=False)
     return checkpoint(fn, *args, use_reentrant=False,
                       context_fn=lambda: (contextlib.nullcontext(), _running_stats_kept(norms)))

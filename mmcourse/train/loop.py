@@ -340,8 +340,10 @@ class _Step:
         results = []
         for i, (args, y) in enumerate(micro):
             last = i == len(micro) - 1
-            with distributed.gradient_sync(self.wrapped, sync=last):
-                with self.precision.autocast(), trusted_inputs():  # the split's values were checked
+            # the split's values were checked: trusted in the forward and in the backward
+            # (where checkpointed layers run their forward again)
+            with distributed.gradient_sync(self.wrapped, sync=last), trusted_inputs():
+                with self.precision.autocast():
                     loss, out = self.objective(*args, y=y)
                 self.precision.backward(loss if len(micro) == 1 else loss * (len(y) / n))
             results.append((loss, out))
