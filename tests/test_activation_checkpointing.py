@@ -8,8 +8,13 @@ from test_train import one_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 
 from mmcourse.data import load_split
-from mmcourse.nn import AudioEncoder, AudioFrontEnd, ImageEncoder, TextEncoder
-from mmcourse.nn import activation_checkpointing
+from mmcourse.nn import (
+    AudioEncoder,
+    AudioFrontEnd,
+    ImageEncoder,
+    TextEncoder,
+    activation_checkpointing,
+)
 from mmcourse.nn.activation_checkpointing import checkpointed
 from mmcourse.train.memory import PeakMemory
 

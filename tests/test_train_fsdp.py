@@ -9,6 +9,7 @@ log-mel frames: the CNN's BatchNorm normalizes each process's half batch by its 
 statistics, so two processes would compute something else than one, sharded or not.
 """
 
+import shutil
 import textwrap
 
 import pytest
@@ -140,3 +141,21 @@ def test_sharded_checkpoint_loads_into_one_process(ranks, single):
     reference, _ = single
     scores = evaluate(model, tri_data())
     assert scores.loss == pytest.approx(evaluate(reference, tri_data()).loss, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_one_process_continues_the_two_process_run(ranks, tmp_path):
+    """Resharded resume: one process (no group, strategy "fsdp") reads the checkpoint of the
+    2-process run after 3 epochs and trains a 4th, to the weights of 4 epochs in one process."""
+    results, folder = ranks
+    shutil.copytree(folder / "sharded", tmp_path / "sharded")  # the module's folder stays as is
+    model, loss_fn = tri_modal("sequence")
+    h = fit(model, tri_data(), loss_fn=loss_fn, **{**RUN, "epochs": 4}, strategy="fsdp",
+            checkpoint=tmp_path / "sharded", resume=True)
+    reference, ref_loss = tri_modal("sequence")
+    h_ref = fit(reference, tri_data(), loss_fn=ref_loss, **{**RUN, "epochs": 4})
+    assert h.train_loss[:3] == results[0]["resumed"]["train_loss"]  # the history came along
+    assert h.train_loss == pytest.approx(h_ref.train_loss, rel=1e-5)
+    for name, p in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], p, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, n=name: f"{n}: {m}")

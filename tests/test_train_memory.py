@@ -1,5 +1,7 @@
 """Memory of training: the ZeRO formula per rank, the bytes a rank holds, and measured peaks."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -23,7 +25,7 @@ def test_zero_stages_shard_state_then_gradients_then_weights():
 @given(p=st.integers(0, 10**9), n=st.integers(1, 1024), precision=st.sampled_from(["fp32", "mixed"]))
 def test_each_stage_holds_no_more_than_the_one_before(p, n, precision):
     totals = [zero_memory(p, n, s, precision).total for s in range(4)]
-    assert all(a >= b for a, b in zip(totals, totals[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(totals))
     assert totals[3] == pytest.approx(totals[0] / n)
 
 

@@ -21,12 +21,11 @@ Across machines, ``torchrun --nnodes=M --nproc_per_node=N --rdzv-backend=c10d
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import os
-from dataclasses import dataclass
-
-import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
