@@ -31,6 +31,7 @@ def data() -> dict:
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the graph-break counts of earlier tests
     yield
     torch._dynamo.reset()
 
