@@ -156,6 +156,15 @@ def test_modality_dropout_reads_only_its_own_draw(guard, monkeypatch, data):
     assert guard.reads == [] and guard.steps == 4
 
 
+def test_accumulated_checkpointed_steps_read_nothing_on_the_host(guard, data):
+    """Micro-batches cut by their shapes, encoders recomputing their activations: no read."""
+    model = build_model("late")
+    for encoder in model.encoders.values():
+        encoder.checkpoint_activations = True
+    fit(model, data, **RUN, accumulate=3)
+    assert guard.reads == [] and guard.steps == 4
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("fusion", list(METHODS))

@@ -38,7 +38,7 @@ from mmcourse.check.learning import (
     debiased_ema,
 )
 from mmcourse.check.rnn import lstm_proj_step, mean_valid_steps, reverse_padded
-from mmcourse.check.scaling import combine_shard_gradients, scaled_lr, shard_indices
+from mmcourse.check.scaling import max_parameters, scaled_lr, shard_indices
 from mmcourse.check.sound import a_law_compand, causal_conv_step, causal_footprint
 from mmcourse.check.text import bigram_counts, char_ngrams, embedding_backward
 

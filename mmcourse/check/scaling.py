@@ -1,34 +1,69 @@
-"""Checkers for the scaling-out exercises: gradient averaging, learning-rate scaling, sharding."""
+"""Checkers for the scaling-out exercises: ZeRO memory, learning-rate scaling, sharding."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import torch
 from torch.utils.data import DistributedSampler
 
-from mmcourse.check.comparison import compare, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, _call, compare, random_cases
 
 
-def _combine_reference(grads: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    w = sizes.to(grads.dtype)  # (W,)
-    return (w[:, None] * grads).sum(0) / w.sum()  # (P,)
+def _max_parameters_reference(
+    memory: float, world_size: int, stage: int, w: float = 4, g: float = 4, o: float = 8
+) -> int:
+    n = Fraction(world_size)
+    per = (Fraction(w) / (n if stage >= 3 else 1) + Fraction(g) / (n if stage >= 2 else 1)
+           + Fraction(o) / (n if stage >= 1 else 1))  # bytes per parameter on one rank, exactly
+    return math.floor(Fraction(memory) / per)
 
 
-def combine_shard_gradients(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
-    """(W, P) per-shard mean-loss gradients and (W,) shard sizes -> (P,) full-batch gradient."""
+def _all_sharded(memory: float, world_size: int, stage: int, w: float = 4, g: float = 4,
+                 o: float = 8) -> int:
+    return math.floor(memory * world_size / (w + g + o))  # the usual slip: every stage as ZeRO-3
 
-    def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        w = int(torch.randint(1, 6, (1,), generator=gen))
-        p = int(torch.randint(1, 9, (1,), generator=gen))
-        grads = torch.randn(w, p, generator=gen, dtype=torch.float64)
-        sizes = torch.randint(1, 40, (w,), generator=gen)
-        return grads, sizes
 
-    cases = random_cases(make)
-    # equal shard sizes: the plain mean DDP's all-reduce computes must come out too
-    cases.append((torch.arange(6.0, dtype=torch.float64).reshape(3, 2), torch.tensor([4, 4, 4])))
-    return compare(fn, _combine_reference, cases, name="combine_shard_gradients")
+def max_parameters(fn: Callable[..., int]) -> str:
+    """The most parameters whose weights, gradients and optimizer state fit in ``memory``
+    bytes per rank under ZeRO ``stage`` on ``world_size`` ranks (``w, g, o`` bytes each)."""
+    __tracebackhide__ = True
+
+    def make(gen: torch.Generator) -> tuple[float, int, int, float, float, float]:
+        memory = float(torch.randint(10**6, 10**12, (1,), generator=gen)) * 1.37
+        world = int(torch.randint(1, 1025, (1,), generator=gen))
+        stage = int(torch.randint(0, 4, (1,), generator=gen))
+        w, g, o = ((4, 4, 8), (2, 2, 12), (2, 4, 8))[int(torch.randint(0, 3, (1,), generator=gen))]
+        return memory, world, stage, w, g, o
+
+    fixed = [(80e9, 8, 3, 4, 4, 8), (80e9, 8, 0, 4, 4, 8), (80e9, 8, 1, 4, 4, 8),
+             (80e9, 64, 2, 4, 4, 8), (80e9, 1, 3, 2, 2, 12), (1000.0, 3, 3, 4, 4, 8)]
+    cases = fixed + random_cases(make, n=40)
+    for n, args in enumerate(cases, start=1):
+        got = _call(fn, args, "max_parameters", n)
+        if isinstance(got, bool) or not isinstance(got, int):
+            raise CheckFailure(
+                f"case {n}: max_parameters{args} returned {got!r} ({type(got).__name__}); "
+                "expected a whole number of parameters as a Python int (round down: a fraction "
+                "of a parameter does not fit)"
+            )
+        expected = _max_parameters_reference(*args)
+        if got != expected:
+            hint = ""
+            if args[2] < 3 and got == _all_sharded(*args):
+                hint = (f"; that is memory * world_size / (w + g + o), as if stage {args[2]} "
+                        "sharded everything: stage 1 shards only the optimizer state, stage 2 "
+                        "also the gradients, stage 3 also the weights")
+            elif got > expected:
+                hint = "; so many parameters would need more than `memory` bytes"
+            raise CheckFailure(
+                f"case {n}: max_parameters(memory={args[0]!r}, world_size={args[1]}, "
+                f"stage={args[2]}, w={args[3]}, g={args[4]}, o={args[5]}) returned {got}, "
+                f"expected {expected}{hint}"
+            )
+    return Passed(f"✓ max_parameters: {len(cases)} cases match the reference")
 
 
 def _scaled_lr_reference(

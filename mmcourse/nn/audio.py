@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from mmcourse.nn.activation_checkpointing import checkpointed, recomputes
 from mmcourse.nn.sequence import SequenceEncoder, length_mask
 from mmcourse.nn.validate import value_checks_enabled
 
@@ -299,6 +300,10 @@ class AudioEncoder(nn.Module):
     ``backbone="sequence"``: a ``SequenceEncoder`` (``mmcourse.nn.sequence``) over the frames;
     ``sequence_kwargs`` go to it (``hidden_dim`` defaults to ``out_dim``; a linear layer maps
     its output to ``out_dim`` when the widths differ, e.g. when bidirectional).
+    ``checkpoint_activations=True``: keep only each CNN block's input (or the frames given to
+    the sequence encoder) during training and recompute the activations in the backward pass
+    (less memory, one more forward; BatchNorm's running statistics are updated once; see
+    :mod:`mmcourse.nn.activation_checkpointing`). An attribute: set it any time.
     """
 
     def __init__(
@@ -309,9 +314,11 @@ class AudioEncoder(nn.Module):
         channels: tuple[int, ...] = (8, 16, 32, 64),
         dropout: float = 0.1,
         strided_stem: bool = False,
+        checkpoint_activations: bool = False,
         **sequence_kwargs,
     ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
             raise ValueError(f"expected out_dim to be a positive int, got {out_dim!r}")
         if backbone not in ("cnn", "sequence"):
@@ -370,20 +377,35 @@ class AudioEncoder(nn.Module):
             return self.encode(x, self._feature_lengths(x, lengths, _check_values(self)))
         return self.encode(*self.front_end(x, lengths))
 
+    @staticmethod
+    def _stage(
+        block: nn.Module, stride: int, h: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One CNN block, then each clip zeroed past its end, then 2x2 max-pooling (stride 1):
+        (B, C_in, F, T) -> (B, C, ceil(F/2), ceil(T/2)), with the valid steps ``t`` updated."""
+        # a stride-2 block reads only zeros past the end (the padding of a clip alone)
+        h = block(h)  # (B, C, F, T), or (B, C, ceil(F/2), ceil(T/2)) with stride 2
+        if stride == 2:
+            t = torch.div(t + 1, 2, rounding_mode="floor")  # ceil(t / 2)
+        h = h * length_mask(t, h.shape[-1])[:, None, None, :].to(h.dtype)  # zero past the end
+        if stride == 1:
+            h = F.max_pool2d(h, 2, ceil_mode=True)  # (B, C, ceil(F/2), ceil(T/2))
+            t = torch.div(t + 1, 2, rounding_mode="floor")  # ceil(t / 2)
+        return h, t
+
     def encode(self, feats: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Features ``(B, F, T)`` with valid frame counts ``t`` ``(B,)`` -> ``(B, out_dim)``."""
+        recompute = recomputes(self)
         if self.backbone == "sequence":
-            return self.head(self.body(feats.transpose(1, 2), t))  # (B, out_dim)
+            frames = feats.transpose(1, 2)  # (B, T, F)
+            h = checkpointed(self.body, frames, t) if recompute else self.body(frames, t)
+            return self.head(h)  # (B, out_dim)
         h = feats[:, None]  # (B, 1, F, T)
         for block, stride in zip(self.blocks, self.strides, strict=True):
-            # a stride-2 block reads only zeros past the end (the padding of a clip alone)
-            h = block(h)  # (B, C, F, T), or (B, C, ceil(F/2), ceil(T/2)) with stride 2
-            if stride == 2:
-                t = torch.div(t + 1, 2, rounding_mode="floor")  # ceil(t / 2)
-            h = h * length_mask(t, h.shape[-1])[:, None, None, :].to(h.dtype)  # zero past the end
-            if stride == 1:
-                h = F.max_pool2d(h, 2, ceil_mode=True)  # (B, C, ceil(F/2), ceil(T/2))
-                t = torch.div(t + 1, 2, rounding_mode="floor")  # ceil(t / 2)
+            if recompute:
+                h, t = checkpointed(self._stage, block, stride, h, t, module=block)
+            else:
+                h, t = self._stage(block, stride, h, t)  # (B, C, ceil(F/2), ceil(T/2))
         B, C, Fp, Tp = h.shape
         h = h.reshape(B, C * Fp, Tp)  # (B, C*F', T')
         keep = length_mask(t, Tp)  # (B, T')

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from mmcourse.nn.activation_checkpointing import checkpointed, recomputes
 from mmcourse.nn.validate import positive_int
 
 NORMS = ("group", "batch", "none")
@@ -58,6 +59,9 @@ class ImageEncoder(nn.Module):
         grid: the adaptive pooling output is ``grid × grid`` per channel.
         dropout: dropout before the projection.
         norm: "group" (GroupNorm, the default), "batch" (BatchNorm) or "none".
+        checkpoint_activations: keep only each block's input during training and recompute
+            its activations in the backward pass (less memory, one more forward per block;
+            see :mod:`mmcourse.nn.activation_checkpointing`). An attribute: set it any time.
     """
 
     min_size = 4  # two 2×2 poolings must leave at least one pixel
@@ -70,8 +74,10 @@ class ImageEncoder(nn.Module):
         grid: int = 2,
         dropout: float = 0.0,
         norm: str = "group",
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         self.out_dim = positive_int("out_dim", out_dim)
         self.in_channels = positive_int("in_channels", in_channels)
         positive_int("width", width)
@@ -110,7 +116,9 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        h = self.features(x)  # (B, 2w, H/4, W/4)
+        h = x
+        for block in self.features:  # (B, 2w, H/4, W/4) after the last
+            h = checkpointed(block, h) if recomputes(self) else block(h)
         h = self.pool(h)  # (B, 2w, grid, grid)
         h = h.flatten(1)  # (B, 2w * grid * grid); a copy if h is channels_last
         return self.proj(self.dropout(h))  # (B, out_dim)

@@ -17,14 +17,16 @@ a text gives the same features alone as inside a padded batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from mmcourse.nn.activation_checkpointing import checkpointed, recomputes
 from mmcourse.nn.positional import PositionalEncoding
 from mmcourse.nn.sequence import SequenceEncoder, check_lengths, length_mask
-from mmcourse.nn.transformer import TransformerEncoder
+from mmcourse.nn.transformer import TransformerEncoder, masked_mean
 from mmcourse.nn.validate import positive_int, value_checks_enabled
 
 __all__ = ["TextEncoder", "BACKBONES"]
@@ -49,6 +51,9 @@ class TextEncoder(nn.Module):
         dropout: dropout on the embeddings, inside the Transformer, and before the projection.
         padding_idx: the pad id; its embedding row is zero and never updated.
         max_len: the longest text the Transformer's positional table covers.
+        checkpoint_activations: during training keep only the input of each Transformer layer
+            (or of the LSTM/GRU as a whole) and recompute the activations in the backward pass
+            (less memory, one more forward; see :mod:`mmcourse.nn.activation_checkpointing`).
     """
 
     def __init__(
@@ -66,8 +71,10 @@ class TextEncoder(nn.Module):
         dropout: float = 0.0,
         padding_idx: int = 0,
         max_len: int = 256,
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpoint_activations = bool(checkpoint_activations)
         if backbone not in BACKBONES:
             raise ValueError(f"expected backbone in {BACKBONES}, got {backbone!r}")
         self.vocab_size = positive_int("vocab_size", vocab_size)
@@ -145,16 +152,30 @@ class TextEncoder(nn.Module):
         """Encode ``tokens`` (B, T) with ``lengths`` (B,) (``None``: no padding) into (B, out_dim)."""
         n = self.check_input(tokens, lengths)  # (B,) on the tokens' device
         x = self.drop(self.embed(tokens))  # (B, T, d)
+        recompute = recomputes(self) and self.body is not None
         if self.backbone in ("lstm", "gru"):
-            h = self.body(x, n)  # (B, D*H)
+            h = checkpointed(self.body, x, n) if recompute else self.body(x, n)  # (B, D*H)
         else:
             valid = length_mask(n, tokens.shape[1])  # (B, T), True at real tokens
             if self.backbone == "transformer":
-                h = self.body(self.pos(x), key_padding_mask=~valid)  # (B, d), mean of valid
+                x = self.pos(x)
+                if recompute:
+                    h = self._checkpointed_transformer(x, ~valid)  # (B, d)
+                else:
+                    h = self.body(x, key_padding_mask=~valid)  # (B, d), mean of valid
             else:
                 w = valid.to(x.dtype)[..., None]  # (B, T, 1)
                 h = (x * w).sum(1) / n.to(x.dtype)[:, None]  # (B, d), the mean of valid tokens
         return self.proj(self.drop(h))  # (B, out_dim)
+
+    def _checkpointed_transformer(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """The Transformer body with each layer checkpointed on its own (one segment for the
+        whole stack would rebuild every layer's activations at once in the backward pass)."""
+        for layer in self.body.layers:
+            x = checkpointed(functools.partial(layer, key_padding_mask=pad), x, module=layer)
+        if self.body.norm is not None:
+            x = self.body.norm(x)
+        return masked_mean(x, pad)  # (B, d), the mean over the valid positions
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone!r}, out_dim={self.out_dim}"

@@ -7,8 +7,9 @@
     result = evaluate(model, test, inputs="image")   # .accuracy, .macro_f1, .confusion, .loss
 
 On a GPU the same call uses mixed precision; ``compile=True``, ``schedule="cosine"``,
-``grad_clip=1.0`` and ``checkpoint="run.pt", resume=True`` are one argument each, and a
-script launched with ``torchrun --nproc_per_node=N`` trains data-parallel without changes.
+``grad_clip=1.0``, ``accumulate=4`` (micro-batches per step) and ``checkpoint="run.pt",
+resume=True`` are one argument each, and a script launched with ``torchrun
+--nproc_per_node=N`` trains data-parallel without changes (``strategy="fsdp"``: sharded).
 A ``MultimodalClassifier`` gets the whole batch dict; a loss with parameters (InfoNCE's
 temperature) is trained and checkpointed with the model. The trainer reads no tensor on the
 host during a step (no GPU sync of its own), and the package's encoders have their input
@@ -19,6 +20,7 @@ from mmcourse.train.checkpoint import load_checkpoint, save_checkpoint
 from mmcourse.train.history import History
 from mmcourse.train.loop import EvalResult, evaluate, fit
 from mmcourse.train.metrics import accuracy, confusion_matrix, macro_f1
+from mmcourse.train.sharded import load_sharded, save_sharded
 
 __all__ = [
     "EvalResult",
@@ -28,6 +30,8 @@ __all__ = [
     "evaluate",
     "fit",
     "load_checkpoint",
+    "load_sharded",
     "macro_f1",
     "save_checkpoint",
+    "save_sharded",
 ]

@@ -1,9 +1,10 @@
 """The training loop: ``fit`` a classifier epoch by epoch, ``evaluate`` it on a split.
 
 One loop for a laptop and for a GPU server: automatic device, mixed precision, optional
-``torch.compile``, fused AdamW, gradient clipping, per-step learning-rate schedules, early
-stopping, atomic checkpoints with exact resume, and data parallelism when the script was
-launched by ``torchrun`` (each process trains on its shard of every global batch).
+``torch.compile``, fused AdamW, gradient clipping, per-step learning-rate schedules, gradient
+accumulation, early stopping, atomic checkpoints with exact resume, and data parallelism when
+the script was launched by ``torchrun`` (each process trains on its shard of every global
+batch; replicated with DDP or sharded with FSDP).
 
 A step reads no tensor on the host, so on a GPU the host never waits for the device: each
 batch is cut from the split on the device, the running loss and confusion matrix stay there
@@ -35,6 +36,7 @@ from mmcourse.train.data import LABEL, PAIR_INPUT, PairBatch, Split
 from mmcourse.train.history import History
 from mmcourse.train.metrics import confusion_counts, scores
 from mmcourse.train.schedule import continue_at, make_schedule
+from mmcourse.train.sharded import latest_folder, load_sharded, save_sharded
 
 Inputs = str | Sequence[str] | None
 Compile = bool | str | Callable
@@ -300,10 +302,31 @@ def _compiled(module: nn.Module, compile: Compile) -> Callable:
     return call
 
 
+def micro_batches(batch: dict, n: int) -> list[dict]:
+    """``batch`` cut into ``n`` micro-batches along the first axis, sizes as equal as they can
+    be (they differ by at most one; an empty one is left out). No tensor is read: the sizes
+    come from the shapes."""
+    if n == 1:
+        return [batch]
+    b = len(batch[LABEL])
+    sizes = [(b + i) // n for i in range(n)]  # sum(sizes) == b
+    sizes = [k for k in sizes if k]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    kind = type(batch)
+    return [kind((key, value[a:a + k]) for key, value in batch.items())
+            for a, k in zip(starts, sizes, strict=True)]
+
+
 @dataclass
 class _Step:
-    """One optimizer step: forward and loss under autocast, (scaled) backward, clip, step,
-    schedule."""
+    """One optimizer step over a batch cut into micro-batches: for each, forward and loss
+    under autocast and a (scaled) backward; then clip, step, schedule.
+
+    A micro-batch's loss is weighted by its share of the batch, so that the gradients added up
+    over the micro-batches are those of the batch's mean loss (the micro-batches may differ in
+    size). Under data parallelism the gradients are averaged over the processes after the last
+    micro-batch only.
+    """
 
     objective: Callable
     optimizer: torch.optim.Optimizer
@@ -311,20 +334,29 @@ class _Step:
     scheduler: Any
     params: list[nn.Parameter]
     grad_clip: float | None
+    wrapped: nn.Module | None = None
 
-    def __call__(self, args: tuple, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        with self.precision.autocast(), trusted_inputs():  # the split's values were checked
-            loss, out = self.objective(*args, y=y)
+    def __call__(self, micro: list[tuple[tuple, torch.Tensor]]) -> list[tuple[torch.Tensor, Any]]:
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward(loss)
+        n = sum(len(y) for _, y in micro)
+        results = []
+        for i, (args, y) in enumerate(micro):
+            last = i == len(micro) - 1
+            # the split's values were checked: trusted in the forward and in the backward
+            # (where checkpointed layers run their forward again)
+            with distributed.gradient_sync(self.wrapped, sync=last), trusted_inputs():
+                with self.precision.autocast():
+                    loss, out = self.objective(*args, y=y)
+                self.precision.backward(loss if len(micro) == 1 else loss * (len(y) / n))
+            results.append((loss, out))
         self.precision.step(self.optimizer, self.params, self.grad_clip)
         if self.scheduler is not None:
             self.scheduler.step()
-        return loss, out
+        return results
 
 
 def _check_args(model: Any, epochs: Any, lr: Any, patience: Any, val: Any, grad_clip: Any,
-                warmup: Any, checkpoint: Any, resume: Any, compile: Any) -> None:
+                warmup: Any, checkpoint: Any, resume: Any, compile: Any, accumulate: Any) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected model to be an nn.Module, got {type(model).__name__}")
     if not (isinstance(compile, (bool, str)) or callable(compile)):
@@ -347,6 +379,44 @@ def _check_args(model: Any, epochs: Any, lr: Any, patience: Any, val: Any, grad_
         raise ValueError(f"warmup must be a number of epochs in [0, epochs], got {warmup!r}")
     if resume is True and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH (the file to resume from)")
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"accumulate must be a positive int (micro-batches per step), got {accumulate!r}")
+
+
+def _save_sharded(path: Any, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+                  epoch: int, precision: Precision, scheduler: Any, history: History,
+                  best: dict) -> None:
+    """The sharded checkpoint of ``fit``: the best weights kept for early stopping, sharded
+    like the model, go with the tensors; the rest of ``best`` with each process's state."""
+    tensors = {}
+    if best.get("state") is not None:
+        tensors["best_model"] = best["state"]
+    if best.get("loss_state"):
+        tensors["best_loss"] = best["loss_state"]
+    small = {k: v for k, v in best.items() if k not in ("state", "loss_state")}
+    save_sharded(path, model, optimizer, loss_fn=loss_fn, epoch=epoch, scaler=precision.scaler,
+                 scheduler=scheduler, tensors=tensors, history=history.to_dict(), best=small)
+
+
+def _resume(source: Any, sharded: bool, model: nn.Module, optimizer: torch.optim.Optimizer,
+            loss_fn: Callable, precision: Precision, device: torch.device) -> dict:
+    """Load a checkpoint of ``fit`` (a file, or a sharded folder) into the run's objects."""
+    if not sharded:
+        state = load_checkpoint(source, model, optimizer, scaler=precision.scaler,
+                                restore_rng=True, map_location=device)
+        _load_loss_state(loss_fn, state, source)
+        return state
+    placeholders = {"best_model": copy.deepcopy(model.state_dict())}
+    if isinstance(loss_fn, nn.Module) and loss_fn.state_dict():
+        placeholders["best_loss"] = copy.deepcopy(loss_fn.state_dict())
+    state = load_sharded(source, model, optimizer, loss_fn=loss_fn, scaler=precision.scaler,
+                         tensors=placeholders, restore_rng=True)
+    best = dict(state["best"])
+    if "best_model" in state["tensors"]:
+        best["state"] = placeholders["best_model"]
+    if "best_loss" in state["tensors"]:
+        best["loss_state"] = placeholders["best_loss"]
+    return {**state, "best": best}
 
 
 def fit(
@@ -375,6 +445,8 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool | str | os.PathLike = False,
     find_unused_parameters: bool | None = None,
+    strategy: str | None = None,
+    accumulate: int = 1,
 ) -> History:
     """Train ``model`` with AdamW on ``train``; score it on ``val`` after every epoch.
 
@@ -413,15 +485,38 @@ def fit(
     if never stopped; with more epochs a "cosine" or "onecycle" schedule goes on at the rates
     of the longer run (rather than staying at the end of the shorter one).
 
-    Data parallel (``torchrun``): ``find_unused_parameters`` for DDP; None: on when the model
-    says some parameters may take no part in a step (``model.may_skip_parameters``, true for a
+    Gradient accumulation: ``accumulate=A`` computes each batch (each process's share of it)
+    as A micro-batches, one forward and backward each, and takes one optimizer step: the
+    memory of activations of a batch A times smaller, the step of the whole batch (for a loss
+    that is a mean over samples; BatchNorm statistics and modality dropout are drawn per
+    micro-batch). Micro-batches differ in size by at most one, and each loss is weighted by
+    its share of the batch.
+
+    Data parallel (``torchrun``): ``strategy`` "ddp" (the default: a replica per process,
+    gradients all-reduced) or "fsdp" (FSDP2, ZeRO-3: parameters, gradients and optimizer state
+    sharded over the processes; the model stays sharded after ``fit``; the optimizer must be
+    fit's own). ``find_unused_parameters`` for DDP; None: on when the model says some
+    parameters may take no part in a step (``model.may_skip_parameters``, true for a
     ``MultimodalClassifier`` with modality dropout, missing modalities or per-modality heads).
+    With "fsdp", ``checkpoint=PATH`` is a folder of sharded checkpoints written by every
+    process (:mod:`mmcourse.train.sharded`; in a single process too), which a run with any
+    number of processes resumes, and :func:`~mmcourse.train.sharded.load_sharded` reads into
+    a plain model.
     """
-    _check_args(model, epochs, lr, patience, val, grad_clip, warmup, checkpoint, resume, compile)
+    _check_args(model, epochs, lr, patience, val, grad_clip, warmup, checkpoint, resume, compile,
+                accumulate)
+    strategy = distributed.check_strategy(strategy)
+    sharded = strategy == "fsdp"
     env = distributed.dist_env()
     seed_everything(seed)
     device = distributed.process_device(env, pick_device(device))
     distributed.init(env, device)
+    if sharded and optimizer is not None and distributed.active():
+        raise ValueError(
+            "strategy='fsdp' replaces the model's parameters by their shards, so an optimizer "
+            "built before fit would update nothing: leave optimizer=None (fit makes AdamW from "
+            "lr and weight_decay)"
+        )
     inputs = resolve_inputs(model, inputs)
     objective = Objective(model, loss_fn).to(device)
     if channels_last:
@@ -434,8 +529,12 @@ def fit(
     if val is not None:
         val_split = Split(val, batch_size=max(batch_size, 256), device=device, name="val",
                           rank=rank, world_size=world, check=check)
+    if find_unused_parameters is None:
+        find_unused_parameters = bool(getattr(model, "may_skip_parameters", False))
+    wrapped = distributed.wrap(objective, device, find_unused_parameters, strategy,
+                               units=distributed.shard_units(model))
     own_optimizer = optimizer is None
-    if own_optimizer:
+    if own_optimizer:  # after sharding: over the shards
         optimizer = make_optimizer(objective, lr, weight_decay, device, fused)
     else:
         _check_optimizer_covers(optimizer, loss_fn)
@@ -443,26 +542,26 @@ def fit(
     steps_per_epoch = train_split.num_batches()  # the same on every rank
     scheduler = make_schedule(schedule, optimizer, total_steps=max(epochs * steps_per_epoch, 1),
                               warmup_steps=round(warmup * steps_per_epoch))
-    if find_unused_parameters is None:
-        find_unused_parameters = bool(getattr(model, "may_skip_parameters", False))
-    wrapped = distributed.wrap(objective, device, find_unused_parameters)
     train_step = _compiled(wrapped, compile)
     evaluate_step = train_step if wrapped is objective else _compiled(objective, compile)
 
     history, start = History(), 0
     best = {"loss": math.inf, "waited": 0, "state": None}
     source = checkpoint if resume is True else (resume or None)
-    if source is not None and (resume is not True or Path(source).is_file()):
-        state = load_checkpoint(source, model, optimizer, scaler=precision.scaler,
-                                restore_rng=True, map_location=device)
-        _load_loss_state(loss_fn, state, source)
-        start, history = state["epoch"], History.from_dict(state["history"])
-        best.update(state["best"])
-        if scheduler is not None:  # this call's plan, from the step the run reached
-            continue_at(scheduler, start * steps_per_epoch)
-        elif own_optimizer:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+    if source is not None:
+        if sharded:
+            found = resume is not True or latest_folder(source) is not None
+        else:
+            found = resume is not True or Path(source).is_file()
+        if found:
+            state = _resume(source, sharded, model, optimizer, loss_fn, precision, device)
+            start, history = state["epoch"], History.from_dict(state["history"])
+            best.update(state["best"])
+            if scheduler is not None:  # this call's plan, from the step the run reached
+                continue_at(scheduler, start * steps_per_epoch)
+            elif own_optimizer:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
 
     from tqdm.auto import tqdm
 
@@ -470,7 +569,7 @@ def fit(
     bar = tqdm(range(start, epochs), desc="fit", unit="epoch", disable=not show,
                initial=start, total=epochs)
     params = [p for p in objective.parameters() if p.requires_grad]
-    step = _Step(train_step, optimizer, precision, scheduler, params, grad_clip)
+    step = _Step(train_step, optimizer, precision, scheduler, params, grad_clip, wrapped)
     for epoch in bar:
         if history.stopped_early:
             break
@@ -479,9 +578,10 @@ def fit(
         history.lr.append(optimizer.param_groups[0]["lr"])
         tally = _Tally(device)
         for batch in train_split.epoch(epoch, shuffle=True):
-            y = batch[LABEL]
-            loss, out = step(model_inputs(batch, inputs, channels_last), y)
-            tally.add(loss, out, y)
+            micro = [(model_inputs(b, inputs, channels_last), b[LABEL])
+                     for b in micro_batches(batch, accumulate)]
+            for (loss, out), (_, y) in zip(step(micro), micro, strict=True):
+                tally.add(loss, out, y)
         result = tally.result()
         history.train_loss.append(result.loss)
         history.train_accuracy.append(result.accuracy)
@@ -506,12 +606,16 @@ def fit(
         history.epoch_time.append(time.perf_counter() - t0)
         bar.set_postfix(postfix)
         if checkpoint is not None:
-            if env.is_main:
-                loss_state = loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None
-                save_checkpoint(checkpoint, model, optimizer, epoch=epoch + 1,
-                                scaler=precision.scaler, scheduler=scheduler,
-                                history=history.to_dict(), best=best, loss=loss_state)
-            distributed.barrier()
+            if sharded:  # every process writes its shards
+                _save_sharded(checkpoint, model, optimizer, loss_fn, epoch + 1, precision,
+                              scheduler, history, best)
+            else:
+                if env.is_main:
+                    loss_state = loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else None
+                    save_checkpoint(checkpoint, model, optimizer, epoch=epoch + 1,
+                                    scaler=precision.scaler, scheduler=scheduler,
+                                    history=history.to_dict(), best=best, loss=loss_state)
+                distributed.barrier()
     bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
