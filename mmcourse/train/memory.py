@@ -1,6 +1,6 @@
 """Memory of training: the bytes each parameter costs, what ZeRO shards, and peaks measured.
 
-Training a model of P parameters with AdamW keeps, per parameter,
+Training a model of P parameters with AdamW keeps, per parameter::
 
     float32:           weights 4 B + gradients 4 B + Adam's moments m, v 8 B         = 16 B
     mixed (ZeRO's):    bf16/fp16 weights 2 B + gradients 2 B
@@ -9,7 +9,7 @@ Training a model of P parameters with AdamW keeps, per parameter,
 (PyTorch's ``autocast``, used by ``mmcourse.train``, keeps float32 weights and gradients and
 casts on the fly: the float32 row.) Data parallelism (DDP) replicates all of it on each of
 N ranks. ZeRO shards it: stage 1 the optimizer state, stage 2 also the gradients, stage 3
-(FSDP) also the weights, so that a rank holds
+(FSDP) also the weights, so that a rank holds::
 
     stage 0 (DDP):  P (w + g + o)        stage 2:  P w + P (g + o) / N
     stage 1:        P (w + g) + P o / N  stage 3:  P (w + g + o) / N
