@@ -24,7 +24,7 @@ from torch import nn
 
 from mmcourse.nn.activation_checkpointing import checkpointed, recomputes
 from mmcourse.nn.sequence import SequenceEncoder, length_mask
-from mmcourse.nn.validate import value_checks_enabled
+from mmcourse.nn.validate import positive_int, value_checks_enabled
 
 __all__ = ["AudioFrontEnd", "AudioEncoder", "add_noise", "hz_to_mel", "mel_to_hz", "snr_db"]
 
@@ -319,8 +319,7 @@ class AudioEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.checkpoint_activations = bool(checkpoint_activations)
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
-            raise ValueError(f"expected out_dim to be a positive int, got {out_dim!r}")
+        positive_int("out_dim", out_dim)
         if backbone not in ("cnn", "sequence"):
             raise ValueError(f"expected backbone 'cnn' or 'sequence', got {backbone!r}")
         if front_end is not None and not isinstance(front_end, AudioFrontEnd):

@@ -21,13 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcourse.nn.validate import positive_int
+
 __all__ = ["CausalConv1d", "ConvQueue", "receptive_field"]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-    return value
 
 
 def receptive_field(kernel_sizes: int | Sequence[int], dilations: Sequence[int]) -> int:
@@ -35,10 +31,10 @@ def receptive_field(kernel_sizes: int | Sequence[int], dilations: Sequence[int])
 
     ``kernel_sizes``: one size for every layer, or one per layer.
     """
-    dilations = [_positive_int(d, "every dilation") for d in dilations]
+    dilations = [positive_int("every dilation", d) for d in dilations]
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(dilations)
-    kernel_sizes = [_positive_int(k, "every kernel size") for k in kernel_sizes]
+    kernel_sizes = [positive_int("every kernel size", k) for k in kernel_sizes]
     if len(kernel_sizes) != len(dilations):
         raise ValueError(
             f"expected one kernel size per dilation, got {len(kernel_sizes)} kernel sizes "
@@ -58,8 +54,8 @@ class CausalConv1d(nn.Conv1d):
         dilation: int = 1,
         bias: bool = True,
     ) -> None:
-        _positive_int(kernel_size, "kernel_size")
-        _positive_int(dilation, "dilation")
+        positive_int("kernel_size", kernel_size)
+        positive_int("dilation", dilation)
         super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias)
         self.left_pad = (kernel_size - 1) * dilation
 
@@ -109,10 +105,10 @@ class ConvQueue:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        _positive_int(batch_size, "batch_size")
-        _positive_int(channels, "channels")
-        self.kernel_size = _positive_int(kernel_size, "kernel_size")
-        self.dilation = _positive_int(dilation, "dilation")
+        positive_int("batch_size", batch_size)
+        positive_int("channels", channels)
+        self.kernel_size = positive_int("kernel_size", kernel_size)
+        self.dilation = positive_int("dilation", dilation)
         self.size = (kernel_size - 1) * dilation + 1
         self.buffer = torch.zeros(batch_size, channels, self.size, device=device, dtype=dtype)
         self.pos = 0  # where the next step goes, i.e. the oldest stored step

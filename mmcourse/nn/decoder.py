@@ -33,6 +33,7 @@ from torch import nn
 
 from mmcourse.nn.attention import MultiHeadAttention, merge_masks
 from mmcourse.nn.transformer import ACTIVATIONS
+from mmcourse.nn.validate import positive_int
 
 __all__ = ["KVCache", "LayerCache", "TextDecoder", "TransformerDecoderLayer", "causal_mask"]
 
@@ -248,12 +249,6 @@ class TransformerDecoderLayer(nn.Module):
         return self
 
 
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
-    return value
-
-
 class TextDecoder(nn.Module):
     """A decoder-only (GPT-style) language model; with ``cross_attention`` it reads a memory.
 
@@ -283,9 +278,9 @@ class TextDecoder(nn.Module):
         padding_idx: int | None = 0,
     ) -> None:
         super().__init__()
-        self.vocab_size = _positive_int("vocab_size", vocab_size)
-        self.max_len = _positive_int("max_len", max_len)
-        _positive_int("num_layers", num_layers)
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.max_len = positive_int("max_len", max_len)
+        positive_int("num_layers", num_layers)
         self.d_model, self.cross_attention = d_model, cross_attention
         self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         self.pos_emb = nn.Embedding(max_len, d_model)

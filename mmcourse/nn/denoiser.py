@@ -16,12 +16,7 @@ import torch
 from torch import nn
 
 from mmcourse.nn.positional import sinusoidal_encoding
-
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+from mmcourse.nn.validate import positive_int
 
 
 class ResidualBlock(nn.Module):
@@ -57,11 +52,11 @@ class Denoiser(nn.Module):
         depth: int = 3,
     ) -> None:
         super().__init__()
-        self.image_shape = tuple(_positive_int("image_shape entries", int(s)) for s in image_shape)
-        self.T = _positive_int("T", T)
-        self.num_classes = _positive_int("num_classes", num_classes)
-        _positive_int("width", width)
-        _positive_int("depth", depth)
+        self.image_shape = tuple(positive_int("image_shape entries", int(s)) for s in image_shape)
+        self.T = positive_int("T", T)
+        self.num_classes = positive_int("num_classes", num_classes)
+        positive_int("width", width)
+        positive_int("depth", depth)
         self.null_label = num_classes
         n = math.prod(self.image_shape)
         self.register_buffer("t_table", sinusoidal_encoding(T, width), persistent=False)  # (T, w)

@@ -27,14 +27,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from mmcourse.nn.validate import positive_int
+
 SCHEDULES = ("linear", "cosine")
 EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _steps(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def linear_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Tensor:
@@ -42,7 +38,7 @@ def linear_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Te
 
     For fewer steps, scale both ends by 1000 / T so that the total noise stays comparable.
     """
-    _steps("T", T)
+    positive_int("T", T)
     if not 0.0 < beta_1 <= beta_T < 1.0:
         raise ValueError(f"expected 0 < beta_1 <= beta_T < 1, got {beta_1}, {beta_T}")
     return torch.linspace(beta_1, beta_T, T, dtype=torch.float64)
@@ -50,7 +46,7 @@ def linear_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Te
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """(T,) betas whose alpha_bar follows cos^2 (Nichol & Dhariwal): slow at both ends."""
-    _steps("T", T)
+    positive_int("T", T)
     if s < 0 or not 0.0 < max_beta < 1.0:
         raise ValueError(f"expected s >= 0 and 0 < max_beta < 1, got {s}, {max_beta}")
     u = torch.arange(T + 1, dtype=torch.float64) / T  # (T + 1,) from 0 to 1
@@ -87,7 +83,7 @@ class NoiseSchedule(nn.Module):
     @classmethod
     def make(cls, kind: str = "cosine", T: int = 100) -> NoiseSchedule:
         """A ``"linear"`` (scaled to T steps) or ``"cosine"`` schedule of ``T`` steps."""
-        _steps("T", T)
+        positive_int("T", T)
         if kind == "linear":
             return cls(linear_betas(T, 1e-4 * 1000 / T, min(0.02 * 1000 / T, 0.999)))
         if kind == "cosine":
@@ -247,8 +243,8 @@ def _clip(clip: float | None) -> None:
 
 def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
     """``steps`` evenly spaced indices from T-1 down to 0 (both ends included)."""
-    _steps("T", T)
-    _steps("steps", steps)
+    positive_int("T", T)
+    positive_int("steps", steps)
     if steps > T:
         raise ValueError(f"steps must be at most T = {T}, got {steps}")
     if steps == 1:

@@ -23,15 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+from mmcourse.nn.validate import positive_int
 
 
 def _check_size(size: int) -> int:
-    _positive_int("size", size)
+    positive_int("size", size)
     if size < 4 or size & (size - 1):
         raise ValueError(f"size must be a power of two >= 4 (e.g. 8 or 32), got {size}")
     return size
@@ -61,11 +57,11 @@ class Generator(nn.Module):
         width: int = 32,
     ) -> None:
         super().__init__()
-        self.z_dim = _positive_int("z_dim", z_dim)
-        self.num_classes = _positive_int("num_classes", num_classes)
+        self.z_dim = positive_int("z_dim", z_dim)
+        self.num_classes = positive_int("num_classes", num_classes)
         self.size = _check_size(size)
-        self.channels = _positive_int("channels", channels)
-        _positive_int("width", width)
+        self.channels = positive_int("channels", channels)
+        positive_int("width", width)
         self.embed = nn.Embedding(num_classes, z_dim)
         c = 4 * width
         self.fc = nn.Sequential(nn.Linear(2 * z_dim, c * 4), nn.BatchNorm1d(c * 4), nn.ReLU())
@@ -119,10 +115,10 @@ class Discriminator(nn.Module):
         minibatch_std: bool = False,
     ) -> None:
         super().__init__()
-        self.num_classes = _positive_int("num_classes", num_classes)
+        self.num_classes = positive_int("num_classes", num_classes)
         self.size = _check_size(size)
-        self.channels = _positive_int("channels", channels)
-        _positive_int("width", width)
+        self.channels = positive_int("channels", channels)
+        positive_int("width", width)
         layers: list[nn.Module] = []
         c_in, c, side = channels, width, size
         while side > 2:  # (B, c_in, s, s) -> (B, c, s / 2, s / 2)

@@ -29,6 +29,7 @@ from mmcourse.nn.sampling import (
     greedy,
     sample,
 )
+from mmcourse.nn.validate import positive_int
 
 __all__ = ["beam_search", "generate", "left_pad"]
 
@@ -60,8 +61,7 @@ def left_pad(
 
 
 def _check_context(model: nn.Module, longest: int, max_new_tokens: int) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"expected max_new_tokens to be a positive int, got {max_new_tokens!r}")
+    positive_int("max_new_tokens", max_new_tokens)
     context = getattr(model, "max_len", None)
     if context is None:
         return
@@ -201,8 +201,7 @@ def beam_search(
     counts the new tokens up to and including EOS (``length_penalty=0``: the plain sum, which
     favours short sentences).
     """
-    if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
-        raise ValueError(f"expected num_beams to be a positive int, got {num_beams!r}")
+    positive_int("num_beams", num_beams)
     if not isinstance(length_penalty, int | float) or length_penalty < 0:
         raise ValueError(f"expected length_penalty >= 0, got {length_penalty!r}")
     left, padding = left_pad(prompt, prompt_lengths, pad_id)

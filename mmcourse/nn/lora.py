@@ -22,6 +22,8 @@ import re
 import torch
 from torch import nn
 
+from mmcourse.nn.validate import positive_int
+
 __all__ = ["LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora"]
 
 
@@ -38,8 +40,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"expected an nn.Linear to adapt, got {type(base).__name__}")
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"expected the rank r to be a positive int, got {r!r}")
+        positive_int("the rank r", r)
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
             raise ValueError(f"expected a positive alpha, got {alpha!r}")
         self.base = base.requires_grad_(False)
@@ -107,8 +108,7 @@ def apply_lora(
     (the default) every other parameter of the model is frozen too, so only the A and B
     matrices train; unfreeze a new head yourself (``model.head.requires_grad_(True)``).
     """
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise ValueError(f"expected the rank r to be a positive int, got {r!r}")
+    positive_int("the rank r", r)
     if not isinstance(pattern, str):
         raise TypeError(f"expected a regular expression (str) for the pattern, got {pattern!r}")
     regex = re.compile(pattern)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from mmcourse.nn.validate import positive_int
+
 __all__ = [
     "mu_law_bin_edges",
     "mu_law_compand",
@@ -101,8 +103,7 @@ def mu_law_bin_edges(
 def quantize_linear(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Uniform quantization of x in [-1, 1] to 2**bits levels: round(x / step) * step, step = 2 / 2**bits,
     clipped to the representable range [-1, 1 - step]."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
-        raise ValueError(f"expected bits to be a positive int, got {bits!r}")
+    positive_int("bits", bits)
     _check_samples(x)
     step = 2.0 / 2**bits
     return (torch.round(x / step) * step).clamp(-1.0, 1.0 - step)

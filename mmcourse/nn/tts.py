@@ -25,14 +25,14 @@ import torchaudio
 from torch import nn
 
 from mmcourse.nn.audio import AudioFrontEnd
+from mmcourse.nn.validate import positive_int
 
 __all__ = ["DigitTTS", "mel_templates", "mel_to_waveform", "time_positions"]
 
 
 def time_positions(n_frames: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(n_frames,) relative positions tau = t / (T - 1) in [0, 1] (0 for a single frame)."""
-    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
-        raise ValueError(f"expected n_frames to be a positive int, got {n_frames!r}")
+    positive_int("n_frames", n_frames)
     return torch.linspace(0.0, 1.0, n_frames, device=device) if n_frames > 1 else torch.zeros(
         1, device=device
     )
@@ -101,8 +101,7 @@ class DigitTTS(nn.Module):
         super().__init__()
         for name, value in [("n_mels", n_mels), ("n_digits", n_digits), ("width", width),
                             ("n_freqs", n_freqs)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+            positive_int(name, value)
         if isinstance(n_voices, bool) or not isinstance(n_voices, int) or n_voices < 0:
             raise ValueError(f"expected n_voices to be an int >= 0, got {n_voices!r}")
         if words is not None and len(words) != n_digits:
@@ -219,8 +218,7 @@ def mel_to_waveform(
     """
     if log_mel.dim() < 2:
         raise ValueError(f"expected log-mel of shape (..., n_mels, T), got {tuple(log_mel.shape)}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise ValueError(f"expected n_iter to be a positive int, got {n_iter!r}")
+    positive_int("n_iter", n_iter)
     n_mels = log_mel.shape[-2]
     power = 10.0 ** (log_mel / 10.0)  # (..., n_mels, T)
     inverse = torchaudio.transforms.InverseMelScale(

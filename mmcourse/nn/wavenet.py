@@ -29,6 +29,7 @@ from torch import nn
 
 from mmcourse.nn.causal_conv import CausalConv1d, ConvQueue, receptive_field
 from mmcourse.nn.sampling import check_temperature, sample
+from mmcourse.nn.validate import positive_int
 
 __all__ = ["WaveNet", "WaveNetBlock", "WaveNetCache", "bits_per_sample"]
 
@@ -124,8 +125,7 @@ class WaveNet(nn.Module):
             ("skip_channels", skip_channels),
             ("kernel_size", kernel_size),
         ]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+            positive_int(name, value)
         if quantization_channels < 2:
             raise ValueError(f"expected quantization_channels >= 2, got {quantization_channels}")
         if isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < 0:
@@ -240,8 +240,7 @@ class WaveNet(nn.Module):
         recomputes the whole network over the growing clip at every step: the slow reference.
         Returns (B, n_samples) int64.
         """
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"expected n_samples to be a positive int, got {n_samples!r}")
+        positive_int("n_samples", n_samples)
         check_temperature(temperature)
         if labels is not None:
             B = labels.shape[0] if isinstance(labels, torch.Tensor) and labels.dim() == 1 else -1
