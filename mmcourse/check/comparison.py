@@ -223,3 +223,8 @@ def random_cases(
     """``n`` cases from ``make(generator)``, reproducible for a given seed."""
     gen = torch.Generator().manual_seed(seed)
     return [make(gen) for _ in range(n)]
+
+
+def random_int(gen: torch.Generator, lo: int, hi: int) -> int:
+    """A random int in [lo, hi], both ends included, drawn from ``gen``."""
+    return int(torch.randint(lo, hi + 1, (1,), generator=gen))

@@ -13,16 +13,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.comparison import CheckFailure, Passed, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, random_cases, random_int
 from mmcourse.check.hints import compare_with_hints
 from mmcourse.nn.retrieval import recall_at_k as _recall_at_k
 
 Fn = Callable[..., Any]
 F64 = torch.float64
-
-
-def _size(gen: torch.Generator, lo: int, hi: int) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
 
 
 def _as_float(x: Any) -> Any:
@@ -44,11 +40,11 @@ def recall_at_k(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], fl
     """Fraction of queries with an item of their own label among the k most similar."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        Q, G, C = _size(gen, 1, 12), _size(gen, 2, 15), _size(gen, 2, 5)
+        Q, G, C = random_int(gen, 1, 12), random_int(gen, 2, 15), random_int(gen, 2, 5)
         sim = torch.randn(Q, G, generator=gen, dtype=F64)
         query_labels = torch.randint(0, C, (Q,), generator=gen)
         gallery_labels = torch.randint(0, C, (G,), generator=gen)
-        return sim, query_labels, gallery_labels, _size(gen, 1, min(G, 5))
+        return sim, query_labels, gallery_labels, random_int(gen, 1, min(G, 5))
 
     def mine(*args: Any) -> Any:
         return _as_float(fn(*args))
@@ -91,7 +87,7 @@ def supervised_info_nce(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, 
     """Symmetric InfoNCE where every pair of the same class is a positive (a scalar)."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        N, d, C = _size(gen, 2, 10), _size(gen, 2, 6), _size(gen, 1, 4)
+        N, d, C = random_int(gen, 2, 10), random_int(gen, 2, 6), random_int(gen, 1, 4)
         a = torch.randn(N, d, generator=gen, dtype=F64).mul(2).requires_grad_()
         b = torch.randn(N, d, generator=gen, dtype=F64).mul(2).requires_grad_()
         labels = torch.randint(0, C, (N,), generator=gen)
@@ -135,11 +131,11 @@ def knn_leave_one_out(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tens
     """(N,) int64 predictions: each point classified by its k nearest other points."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
-        N, d, C = _size(gen, 6, 30), _size(gen, 1, 4), _size(gen, 2, 4)
+        N, d, C = random_int(gen, 6, 30), random_int(gen, 1, 4), random_int(gen, 2, 4)
         labels = torch.randint(0, C, (N,), generator=gen)
         centers = 2 * torch.randn(C, d, generator=gen, dtype=F64)
         z = centers[labels] + torch.randn(N, d, generator=gen, dtype=F64)
-        return z, labels, _size(gen, 1, min(7, N - 1))
+        return z, labels, random_int(gen, 1, min(7, N - 1))
 
     cases = [(torch.tensor([[0.0], [1.0], [3.0], [3.5]], dtype=F64), torch.tensor([0, 0, 1, 1]), 1)]
     cases += random_cases(make, n=40)
@@ -169,11 +165,11 @@ def lora_from_delta(fn: Callable[[torch.Tensor, torch.Tensor, int, float], Any])
     """(B (out, r), A (r, in)) with (alpha / r) B A the best rank-r approximation of W1 - W0."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-        out, n_in = _size(gen, 2, 9), _size(gen, 2, 9)
-        r = _size(gen, 1, min(out, n_in) - 1)  # below full rank: the truncation matters
+        out, n_in = random_int(gen, 2, 9), random_int(gen, 2, 9)
+        r = random_int(gen, 1, min(out, n_in) - 1)  # below full rank: the truncation matters
         W0 = torch.randn(out, n_in, generator=gen, dtype=F64)
         W1 = W0 + torch.randn(out, n_in, generator=gen, dtype=F64)
-        return W0, W1, r, float(_size(gen, 1, 16))
+        return W0, W1, r, float(random_int(gen, 1, 16))
 
     def as_update(W0: torch.Tensor, W1: torch.Tensor, r: int, alpha: float) -> torch.Tensor:
         got = fn(W0, W1, r, alpha)

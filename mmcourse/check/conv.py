@@ -9,13 +9,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, compare, random_cases, random_int
 from mmcourse.check.hints import compare_with_hints
-
-
-def _randint(lo: int, hi: int, gen: torch.Generator) -> int:
-    """A random int in [lo, hi], both ends included."""
-    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
 
 
 def receptive_field_reference(layers: Sequence[tuple[int, int, int]]) -> int:
@@ -36,8 +31,8 @@ def receptive_field(fn: Callable[[list[tuple[int, int, int]]], int]) -> str:
     """``fn(layers)`` for a list of (kernel, stride, dilation) layers, input side first."""
 
     def make(gen: torch.Generator) -> tuple[list[tuple[int, int, int]]]:
-        n = _randint(1, 4, gen)
-        layers = [(_randint(1, 5, gen), _randint(1, 3, gen), _randint(1, 3, gen)) for _ in range(n)]
+        n = random_int(gen, 1, 4)
+        layers = [(random_int(gen, 1, 5), random_int(gen, 1, 3), random_int(gen, 1, 3)) for _ in range(n)]
         return (layers,)
 
     cases: list[Sequence] = [([(3, 1, 1)],), ([(3, 1, 1), (3, 1, 1)],), ([(2, 2, 1), (3, 1, 1)],)]
@@ -49,10 +44,10 @@ def max_pool2d_padded(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor])
     """``fn(x, k, stride, padding)`` equals ``F.max_pool2d``, values and gradients."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, int, int, int]:
-        k = _randint(1, 4, gen)
-        s, p = _randint(1, 3, gen), _randint(0, k // 2, gen)
-        b, c = _randint(1, 3, gen), _randint(1, 3, gen)
-        h, w = k + _randint(0, 6, gen), k + _randint(0, 6, gen)
+        k = random_int(gen, 1, 4)
+        s, p = random_int(gen, 1, 3), random_int(gen, 0, k // 2)
+        b, c = random_int(gen, 1, 3), random_int(gen, 1, 3)
+        h, w = k + random_int(gen, 0, 6), k + random_int(gen, 0, 6)
         # negative values: padding with zeros instead of -inf shows up at the borders
         x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64) - 1.0
         return (x.requires_grad_(), k, s, p)
@@ -111,9 +106,9 @@ def depthwise_separable_conv2d(
     values and gradients, without calling ``F.conv2d`` itself."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        b, c, o = _randint(1, 3, gen), _randint(2, 4, gen), _randint(1, 4, gen)
-        k, p = _randint(1, 4, gen), _randint(0, 2, gen)
-        h, w = k + _randint(0, 5, gen), k + _randint(0, 5, gen)
+        b, c, o = random_int(gen, 1, 3), random_int(gen, 2, 4), random_int(gen, 1, 4)
+        k, p = random_int(gen, 1, 4), random_int(gen, 0, 2)
+        h, w = k + random_int(gen, 0, 5), k + random_int(gen, 0, 5)
         x = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64)
         w_depth = torch.randn(c, 1, k, k, generator=gen, dtype=torch.float64)
         w_point = torch.randn(o, c, 1, 1, generator=gen, dtype=torch.float64)

@@ -13,28 +13,23 @@ from typing import Any
 
 import torch
 
-from mmcourse.check.comparison import Passed, random_cases
+from mmcourse.check.comparison import Passed, random_cases, random_int
 from mmcourse.check.hints import compare_with_hints
 
 Fn = Callable[..., Any]
 F64 = torch.float64
 
 
-def _randint(lo: int, hi: int, gen: torch.Generator) -> int:
-    """A random int in [lo, hi], both ends included."""
-    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
-
-
 def _shape(gen: torch.Generator) -> tuple[int, ...]:
     """A random batch of images (B, C, H, W) or of vectors (B, D)."""
-    if _randint(0, 1, gen):
-        return (_randint(1, 4, gen), _randint(1, 2, gen), _randint(1, 5, gen), _randint(1, 5, gen))
-    return (_randint(1, 4, gen), _randint(1, 8, gen))
+    if random_int(gen, 0, 1):
+        return (random_int(gen, 1, 4), random_int(gen, 1, 2), random_int(gen, 1, 5), random_int(gen, 1, 5))
+    return (random_int(gen, 1, 4), random_int(gen, 1, 8))
 
 
 def _alpha_bar(gen: torch.Generator) -> torch.Tensor:
     """(T,) a random decreasing alpha_bar of a schedule with T in 2..50 steps."""
-    T = _randint(2, 50, gen)
+    T = random_int(gen, 2, 50)
     betas = 1e-3 + 0.2 * torch.rand(T, generator=gen, dtype=F64)
     return torch.cumprod(1 - betas, 0)
 
@@ -63,8 +58,8 @@ def q_sample_from(fn: Fn) -> Passed:
     def make(gen: torch.Generator) -> tuple:
         alpha_bar = _alpha_bar(gen)
         T = len(alpha_bar)
-        s = _randint(0, T - 2, gen)
-        t = _randint(s + 1, T - 1, gen)
+        s = random_int(gen, 0, T - 2)
+        t = random_int(gen, s + 1, T - 1)
         shape = _shape(gen)
         x_s = torch.randn(shape, generator=gen, dtype=F64).requires_grad_()
         eps = torch.randn(shape, generator=gen, dtype=F64).requires_grad_()
@@ -112,13 +107,13 @@ def ddim_step_eta(fn: Fn) -> Passed:
 
     def make(gen: torch.Generator) -> tuple:
         ab = 0.01 + 0.9 * torch.rand((), generator=gen, dtype=F64)
-        last = _randint(0, 4, gen) == 0  # sometimes the final jump, to alpha_bar = 1
+        last = random_int(gen, 0, 4) == 0  # sometimes the final jump, to alpha_bar = 1
         ab_next = (
             torch.ones((), dtype=F64)
             if last
             else ab + (1 - ab) * torch.rand((), generator=gen, dtype=F64)
         )
-        eta = [0.0, 1.0, float(torch.rand((), generator=gen))][_randint(0, 2, gen)]
+        eta = [0.0, 1.0, float(torch.rand((), generator=gen))][random_int(gen, 0, 2)]
         shape = _shape(gen)
         x = torch.randn(shape, generator=gen, dtype=F64).requires_grad_()
         eps = torch.randn(shape, generator=gen, dtype=F64).requires_grad_()
@@ -176,7 +171,7 @@ def composed_guidance(fn: Fn) -> Passed:
 
     def make(gen: torch.Generator) -> tuple:
         shape = _shape(gen)
-        K = _randint(1, 4, gen)
+        K = random_int(gen, 1, 4)
         eps_uncond = torch.randn(shape, generator=gen, dtype=F64).requires_grad_()
         eps_conds = torch.randn(K, *shape, generator=gen, dtype=F64).requires_grad_()
         scales = 4 * torch.rand(K, generator=gen, dtype=F64)

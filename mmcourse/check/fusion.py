@@ -9,14 +9,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.comparison import CheckFailure, Passed, _call, compare, random_cases
+from mmcourse.check.comparison import CheckFailure, Passed, _call, compare, random_cases, random_int
 from mmcourse.check.hints import explain
-
-
-def _size(gen: torch.Generator, lo: int, hi: int) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
-
-
 
 # --- gated fusion, renormalized over the modalities present in each example ------------------
 
@@ -45,13 +39,13 @@ def renormalized_gating(fn: Callable[..., torch.Tensor]) -> Passed:
     (B, M, D) scores, (B, M, D) projections, (B, M) bool -> (B, D)."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        B, M, D = _size(gen, 2, 6), _size(gen, 2, 4), _size(gen, 1, 5)
+        B, M, D = random_int(gen, 2, 6), random_int(gen, 2, 4), random_int(gen, 1, 5)
         s = (2 * torch.randn(B, M, D, generator=gen, dtype=torch.float64)).requires_grad_()
         z = torch.randn(B, M, D, generator=gen, dtype=torch.float64).requires_grad_()
         present = torch.rand(B, M, generator=gen) < 0.6
         present[0] = True  # one complete example
         present[1] = False
-        present[1, _size(gen, 0, M - 1)] = True  # one example with a single modality
+        present[1, random_int(gen, 0, M - 1)] = True  # one example with a single modality
         empty = ~present.any(dim=1)
         present[empty, 0] = True  # every example keeps at least one modality
         return s, z, present
@@ -114,8 +108,8 @@ def lowrank_factors(fn: Callable[[torch.Tensor, int], Any]) -> Passed:
     is the best rank-R approximation of every W[:, :, d]."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        P, Q, D = _size(gen, 2, 6), _size(gen, 2, 6), _size(gen, 1, 4)
-        R = _size(gen, 1, min(P, Q))
+        P, Q, D = random_int(gen, 2, 6), random_int(gen, 2, 6), random_int(gen, 1, 4)
+        R = random_int(gen, 1, min(P, Q))
         return torch.randn(P, Q, D, generator=gen, dtype=torch.float64), R
 
     cases = random_cases(make, n=20)
@@ -169,7 +163,7 @@ def _best_weights(y: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def _late_case(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits of M classifiers of different reliability on N held-out examples."""
-    M, N, C = _size(gen, 2, 3), _size(gen, 80, 200), _size(gen, 3, 8)
+    M, N, C = random_int(gen, 2, 3), random_int(gen, 80, 200), random_int(gen, 3, 8)
     labels = torch.randint(0, C, (N,), generator=gen)
     y = torch.empty(M, N, C, dtype=torch.float64)
     for m in range(M):

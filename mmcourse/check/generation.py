@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mmcourse.check.comparison import Passed, random_cases
+from mmcourse.check.comparison import Passed, random_cases, random_int
 from mmcourse.check.hints import compare_with_hints
 
 Fn = Callable[..., Any]
@@ -24,10 +24,6 @@ def _check_with_hints(
 ) -> Passed:
     return compare_with_hints(fn, reference, cases, variants, name, atol=1e-8, rtol=1e-6,
                               grad=grad)
-
-
-def _size(gen: torch.Generator, lo: int, hi: int) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
 
 
 # --- min-p filtering ---------------------------------------------------------------------
@@ -54,7 +50,7 @@ def min_p_filter(fn: Fn) -> Passed:
     """``(logits (B, V), p_base) -> logits`` with -inf where p_i < p_base * max_j p_j."""
 
     def make(gen: torch.Generator) -> list:
-        B, V = _size(gen, 1, 4), _size(gen, 2, 12)
+        B, V = random_int(gen, 1, 4), random_int(gen, 2, 12)
         logits = 3 * torch.randn(B, V, generator=gen, dtype=torch.float64) + 2.0
         p_base = float(torch.rand(1, generator=gen)) * 0.6 + 0.02
         return [logits, p_base]
@@ -97,8 +93,8 @@ def window_attention_step(fn: Fn) -> Passed:
     last ``window`` positions, attend."""
 
     def make(gen: torch.Generator) -> list:
-        B, d = _size(gen, 1, 3), _size(gen, 1, 6)
-        T, window = _size(gen, 0, 6), _size(gen, 1, 5)
+        B, d = random_int(gen, 1, 3), random_int(gen, 1, 6)
+        T, window = random_int(gen, 0, 6), random_int(gen, 1, 5)
         q, k, v = (torch.randn(B, d, generator=gen, dtype=torch.float64).requires_grad_()
                    for _ in range(3))
         K, Vc = (torch.randn(B, T, d, generator=gen, dtype=torch.float64).requires_grad_()
@@ -134,7 +130,7 @@ def gnmt_score(fn: Fn) -> Passed:
     """``(logp (B, T), lengths (B,), alpha) -> (B,)``: sum of the real log-probs / ((5 + n)/6)^alpha."""
 
     def make(gen: torch.Generator) -> list:
-        B, T = _size(gen, 1, 5), _size(gen, 1, 8)
+        B, T = random_int(gen, 1, 5), random_int(gen, 1, 8)
         lengths = torch.randint(1, T + 1, (B,), generator=gen)
         logp = -torch.rand(B, T, generator=gen, dtype=torch.float64) * 4
         logp = torch.where(torch.arange(T) < lengths[:, None], logp, 7.0)  # padding holds junk

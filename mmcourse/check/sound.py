@@ -9,12 +9,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.comparison import compare, random_cases
-
-
-def _randint(lo: int, hi: int, gen: torch.Generator) -> int:
-    """A random int in [lo, hi], both ends included."""
-    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+from mmcourse.check.comparison import compare, random_cases, random_int
 
 
 def a_law_reference(x: torch.Tensor, A: float = 87.6) -> torch.Tensor:
@@ -30,10 +25,10 @@ def a_law_compand(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> str:
     """``fn(x, A)`` for samples x in [-1, 1] (any shape, float64) and A >= 1."""
 
     def make(gen: torch.Generator) -> tuple[torch.Tensor, float]:
-        shape = tuple(_randint(1, 5, gen) for _ in range(_randint(1, 2, gen)))
+        shape = tuple(random_int(gen, 1, 5) for _ in range(random_int(gen, 1, 2)))
         x = torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1
         x = x * 10.0 ** (-3 * torch.rand(shape, generator=gen, dtype=torch.float64))  # quiet too
-        A = (87.6, 50.0, 10.0)[_randint(0, 2, gen)]
+        A = (87.6, 50.0, 10.0)[random_int(gen, 0, 2)]
         return x, A
 
     A = 87.6
@@ -59,8 +54,8 @@ def causal_conv_step(
     """``fn(history, x_t, weight, bias, dilation)`` -> (y_t, new history); values and gradients."""
 
     def make(gen: torch.Generator) -> tuple:
-        B, c_in, c_out = _randint(1, 3, gen), _randint(1, 3, gen), _randint(1, 3, gen)
-        k, d = _randint(2, 4, gen), _randint(1, 4, gen)
+        B, c_in, c_out = random_int(gen, 1, 3), random_int(gen, 1, 3), random_int(gen, 1, 3)
+        k, d = random_int(gen, 2, 4), random_int(gen, 1, 4)
         history = torch.randn(B, c_in, (k - 1) * d, generator=gen, dtype=torch.float64)
         x_t = torch.randn(B, c_in, generator=gen, dtype=torch.float64)
         weight = torch.randn(c_out, c_in, k, generator=gen, dtype=torch.float64)
@@ -92,8 +87,8 @@ def causal_footprint(fn: Callable[[list[int], list[int]], torch.Tensor]) -> str:
     """``fn(kernel_sizes, dilations)`` -> bool (span,): True at j if y[t] depends on x[t - j]."""
 
     def make(gen: torch.Generator) -> tuple[list[int], list[int]]:
-        n = _randint(1, 4, gen)
-        return [_randint(1, 3, gen) for _ in range(n)], [_randint(1, 6, gen) for _ in range(n)]
+        n = random_int(gen, 1, 4)
+        return [random_int(gen, 1, 3) for _ in range(n)], [random_int(gen, 1, 6) for _ in range(n)]
 
     cases: list[Sequence] = [([2, 2, 2], [1, 2, 4]), ([2, 2], [1, 4]), ([3], [2]), ([1], [5])]
     cases += random_cases(make, n=30)
