@@ -105,3 +105,55 @@ def test_gpu_compile_learns():
     data = image_blobs(300)
     h = fit(model, data, epochs=5, lr=1e-2, batch_size=50, compile=True, device="cuda")
     assert h.train_loss[-1] < h.train_loss[0]
+
+
+@pytest.mark.slow
+def test_bf16_autocast_on_the_tri_modal_model():
+    """amp="bf16" on the CPU, on the main job's model: its layers really run in bfloat16
+    (the encoders' features come out in bf16), and training follows the float32 run closely."""
+    from mmcourse.data import load_split
+    from mmcourse.trimodal import build_model
+
+    whole = load_split("val").tensors()
+    data = {k: v[:64] for k, v in whole.items()}
+    run = dict(epochs=3, lr=3e-3, batch_size=32, device="cpu")
+    fp32, bf16 = build_model("late"), build_model("late")
+    seen = []
+    for encoder in bf16.encoders.values():
+        encoder.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    h32 = fit(fp32, data, **run)
+    h16 = fit(bf16, data, **run, amp="bf16")
+    assert torch.bfloat16 in seen  # autocast was on in the training steps
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())  # master weights stay fp32
+    assert h16.train_loss[-1] < h16.train_loss[0]
+    # bfloat16 keeps 8 bits of mantissa: the losses agree to about a percent, not to rounding
+    assert h16.train_loss == pytest.approx(h32.train_loss, rel=5e-2)
+    assert evaluate(bf16, data, amp="bf16").accuracy == pytest.approx(
+        evaluate(fp32, data).accuracy, abs=0.1)
+
+
+def test_channels_last_on_the_tri_modal_model():
+    """channels_last=True on the main job's model, which takes the whole batch dict: its image
+    convolutions run NHWC, and it trains to the weights of the default layout."""
+    from mmcourse.data import load_split
+    from mmcourse.train.loop import model_inputs
+    from mmcourse.trimodal import build_model
+
+    whole = load_split("val").tensors()
+    data = {k: v[:32] for k, v in whole.items()}
+    weights, nhwc = [], []
+    for cl in (False, True):
+        model = build_model("late")
+        conv = next(m for m in model.encoders["image"].modules() if isinstance(m, nn.Conv2d))
+        conv.register_forward_hook(lambda m, args, out: nhwc.append(
+            out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()))
+        fit(model, data, epochs=2, batch_size=16, lr=3e-3, channels_last=cl, device="cpu")
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    half = len(nhwc) // 2
+    assert not any(nhwc[:half]) and all(nhwc[half:])
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-3, atol=1e-4)
+    # a whole-batch model gets its multi-channel image tensors in NHWC as well
+    batch = {"image": torch.randn(2, 3, 4, 4), "label": torch.tensor([0, 1])}
+    (given,) = model_inputs(batch, None, channels_last=True)
+    assert given["image"].is_contiguous(memory_format=torch.channels_last)
+    assert not given["image"].is_contiguous() and torch.equal(given["image"], batch["image"])

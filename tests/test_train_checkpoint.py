@@ -252,3 +252,52 @@ def test_resume_restores_the_loss_parameters(tmp_path):
     fit(resumed, blobs(), **{**run, "loss_fn": loss_resumed}, checkpoint=path, resume=True)
     assert torch.equal(loss_resumed.log_tau, loss_straight.log_tau)
     assert torch.equal(flat(resumed), flat(straight))
+
+
+def test_interrupted_run_resumes_exactly_on_the_tri_modal_model(tmp_path):
+    """The main job's model (BatchNorm in the audio CNN, dropout, modality dropout, per-modality
+    heads and a multi-task loss) under a cosine schedule: a run that crashes inside epoch 2 and
+    is resumed from its checkpoint by a fresh model and loss ends with the weights of the run
+    that never stopped; the checkpoint alone rebuilds the trained model."""
+    from mmcourse.data import load_split
+    from mmcourse.nn.multimodal import MultimodalClassifier, MultiTaskLoss
+    from mmcourse.trimodal import build_model
+
+    def tri_modal(seed: int) -> tuple[MultimodalClassifier, MultiTaskLoss]:
+        base = build_model("late", seed=seed)
+        model = MultimodalClassifier(dict(base.encoders), base.fusion, aux_heads=True,
+                                     modality_dropout=0.3)
+        return model, MultiTaskLoss(model)
+
+    whole = load_split("val").tensors()
+    train, val = ({k: v[a:b] for k, v in whole.items()} for a, b in ((0, 64), (64, 96)))
+    run = dict(epochs=3, lr=3e-3, batch_size=16, device="cpu", schedule="cosine", warmup=0.5)
+    straight, loss = tri_modal(0)
+    h_straight = fit(straight, train, val, **run, loss_fn=loss)
+
+    steps = []
+
+    def crash_in_epoch_2(module, args):
+        if module.training:
+            steps.append(1)
+            if len(steps) == 4 + 2:  # 4 training batches per epoch
+                raise Interrupt
+
+    path = tmp_path / "tri.pt"
+    crashing, loss = tri_modal(0)
+    crashing.fusion.register_forward_pre_hook(crash_in_epoch_2)
+    with pytest.raises(Interrupt):
+        fit(crashing, train, val, **run, loss_fn=loss, checkpoint=path)
+    assert load_checkpoint(path)["epoch"] == 1
+    torch.manual_seed(1234)
+    resumed, loss = tri_modal(7)  # other initial weights: the checkpoint must replace them
+    h = fit(resumed, train, val, **run, loss_fn=loss, checkpoint=path, resume=True)
+    assert torch.equal(flat(resumed), flat(straight))
+    assert h.train_loss == h_straight.train_loss and h.val_loss == h_straight.val_loss
+    assert h.lr == h_straight.lr
+
+    rebuilt, _ = tri_modal(11)
+    load_checkpoint(path, rebuilt)
+    assert torch.equal(flat(rebuilt), flat(straight))
+    for name, buf in straight.named_buffers():  # BatchNorm's running statistics too
+        torch.testing.assert_close(dict(rebuilt.named_buffers())[name], buf, rtol=0, atol=0)

@@ -1,7 +1,8 @@
 """Two "nodes" on one machine: two ``torchrun`` launchers of one process each meet through a
 c10d rendezvous on 127.0.0.1, as two machines of a cluster would, and train through ``fit``
-to the weights of a single process (with and without gradient accumulation under DDP).
-Everything binds to the loopback address only.
+to the weights of a single process: an MLP (with and without gradient accumulation under DDP)
+and the course's tri-modal model with modality dropout and per-modality heads. Everything binds
+to the loopback address only.
 """
 
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_train import blobs, mlp, one_thread  # noqa: F401 (autouse fixture)
+from test_train_distributed import TRI_RUN, tri_data, tri_modal
 
 from mmcourse.train import fit
 
@@ -27,6 +29,7 @@ SCRIPT = textwrap.dedent(
     from mmcourse.train import fit
     from mmcourse.train.distributed import dist_env
     from test_train import blobs, mlp
+    from test_train_distributed import TRI_RUN, tri_data, tri_modal
     from test_train_multinode import RUN
 
     torch.set_num_threads(1)
@@ -36,6 +39,9 @@ SCRIPT = textwrap.dedent(
         model = mlp()
         history = fit(model, blobs(), **RUN, accumulate=accumulate)
         results[accumulate] = {"model": model.state_dict(), "train_loss": history.train_loss}
+    model, loss_fn = tri_modal("sequence")
+    history = fit(model, tri_data(), loss_fn=loss_fn, **TRI_RUN)
+    results["tri"] = {"model": model.state_dict(), "train_loss": history.train_loss}
     torch.save(results, Path(sys.argv[1]) / f"node{env.rank}.pt")
     """
 )
@@ -95,3 +101,11 @@ def test_two_nodes_on_loopback_equal_one_process(tmp_path):
             for name, p in single.state_dict().items():
                 torch.testing.assert_close(run["model"][name], p, rtol=1e-5, atol=1e-6)
             assert run["train_loss"] == pytest.approx(h.train_loss, rel=1e-5)
+    # the course's model (its audio CNN swapped for an LSTM: BatchNorm's per-process batch
+    # statistics would make two processes differ from one, see test_train_distributed)
+    tri, loss_fn = tri_modal("sequence")
+    h_tri = fit(tri, tri_data(), loss_fn=loss_fn, **TRI_RUN)
+    for node in nodes:
+        for name, p in tri.state_dict().items():
+            torch.testing.assert_close(node["tri"]["model"][name], p, rtol=1e-4, atol=1e-5)
+        assert node["tri"]["train_loss"] == pytest.approx(h_tri.train_loss, rel=1e-4)

@@ -42,13 +42,20 @@ Inputs = str | Sequence[str] | None
 Compile = bool | str | Callable
 
 
+def _nhwc(a: Any) -> Any:
+    """A float image batch (B, C, H, W) stored as (B, H, W, C) in memory: faster convolutions."""
+    if isinstance(a, torch.Tensor) and a.ndim == 4 and a.is_floating_point():
+        return a.contiguous(memory_format=torch.channels_last)
+    return a
+
+
 def model_inputs(batch: dict, inputs: Inputs, channels_last: bool = False) -> tuple:
     """The positional arguments for the model: ``batch[inputs]``, several keys, or the batch."""
     if isinstance(batch, PairBatch):
         x = batch[PAIR_INPUT]
         args = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-    elif inputs is None:
-        return (batch,)
+    elif inputs is None:  # the whole batch, its image tensors in the layout asked for
+        return ({k: _nhwc(v) for k, v in batch.items()} if channels_last else batch,)
     else:
         keys = (inputs,) if isinstance(inputs, str) else tuple(inputs)
         missing = [k for k in keys if k not in batch]
@@ -58,14 +65,7 @@ def model_inputs(batch: dict, inputs: Inputs, channels_last: bool = False) -> tu
                 f"{sorted(batch)}; pass inputs=<key>, a tuple of keys, or None for the whole batch"
             )
         args = tuple(batch[k] for k in keys)
-    if channels_last:  # (B, C, H, W) stored as (B, H, W, C) in memory: faster convolutions
-        args = tuple(
-            a.contiguous(memory_format=torch.channels_last)
-            if isinstance(a, torch.Tensor) and a.ndim == 4 and a.is_floating_point()
-            else a
-            for a in args
-        )
-    return args
+    return tuple(_nhwc(a) for a in args) if channels_last else args
 
 
 def resolve_inputs(model: nn.Module, inputs: Inputs) -> Inputs:
