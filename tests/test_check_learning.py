@@ -191,10 +191,23 @@ def test_accumulation_mistakes_are_named(wrong, hint):
 def test_accumulation_that_never_steps_fails():
     def no_step(model, optimizer, x, y, sizes):
         optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
+        for xb, yb in zip(x.split(sizes), y.split(sizes), strict=True):
+            (F.cross_entropy(model(xb), yb, reduction="sum") / len(y)).backward()
 
     with pytest.raises(check.CheckFailure, match="entries differ"):
         check.accumulation_step(no_step)
+
+
+def test_accumulation_on_the_whole_batch_at_once_fails():
+    """The same parameters, but without accumulating: the checker sees the whole batch go in."""
+
+    def whole_batch(model, optimizer, x, y, sizes):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    with pytest.raises(check.CheckFailure, match="only one micro-batch .* at a time"):
+        check.accumulation_step(whole_batch)
 
 
 # --- exercise 4 --------------------------------------------------------------------------

@@ -155,11 +155,23 @@ def _net(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor)
     return net
 
 
-def _after_step(step: Fn) -> Fn:
-    """Run ``step(model, optimizer, x, y, sizes)`` on a fresh net; return its new parameters."""
+def _after_step(step: Fn, one_piece_at_a_time: bool = False) -> Fn:
+    """Run ``step(model, optimizer, x, y, sizes)`` on a fresh net; return its new parameters.
+    ``one_piece_at_a_time``: the net refuses a batch larger than the largest micro-batch."""
 
     def run(w1, b1, w2, b2, x, y, sizes, lr):
         net = _net(w1, b1, w2, b2)
+        if one_piece_at_a_time:
+            largest = max(sizes)
+
+            def one_piece(module: nn.Module, args: tuple) -> None:
+                if args[0].shape[0] > largest:
+                    raise CheckFailure(
+                        f"accumulation_step: the model was called on {args[0].shape[0]} examples "
+                        f"at once; the point of accumulation is that only one micro-batch (here "
+                        f"at most {largest} examples) goes through the model at a time")
+
+            net.register_forward_pre_hook(one_piece)
         step(net, torch.optim.SGD(net.parameters(), lr=lr), x, y, list(sizes))
         return tuple(p.detach().clone() for p in net.parameters())
 
@@ -234,7 +246,8 @@ def accumulation_step(fn: Fn) -> Passed:
         "once": _after_step(_step_each_piece),
     }
     try:
-        return _check_with_hints(_after_step(fn), _after_step(_one_big_batch), cases, variants,
+        return _check_with_hints(_after_step(fn, one_piece_at_a_time=True),
+                                 _after_step(_one_big_batch), cases, variants,
                                  "accumulation_step")
     except CheckFailure as failure:
         if "not written yet" in str(failure):
